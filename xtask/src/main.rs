@@ -1,0 +1,2 @@
+//! `cargo xtask`: the only entry point of this repository.
+fn main() {}
