@@ -1,0 +1,242 @@
+//! One diagnostic shape for the whole workspace.
+//!
+//! Every crate down the chain (render, secrets, verify) reports problems as [`Diagnostic`]s so
+//! that `xtask` prints them one way: `severity[code]: file:line:col: path: message`, the source
+//! line with a caret, and an optional `help:` line. Diagnostics are data: producing one never
+//! prints anything and never stops the run.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// A place in a file. `line` and `col` are 1-based; `len` is the number of characters to
+/// underline on that line (at least 1 when rendered).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: u32,
+    pub col: u32,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn new(file: impl Into<PathBuf>, line: u32, col: u32, len: u32) -> Location {
+        Location {
+            file: file.into(),
+            line,
+            col,
+            len,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// One finding: what is wrong, where, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Stable identifier, `<crate>::<rule>`, e.g. `schema::cidr_overlap`.
+    pub code: String,
+    /// Dotted key path inside the document (`ai_gateway_azure_deployments[1].host`), or empty.
+    pub path: String,
+    /// Lower-case, no final period, stands on its own.
+    pub message: String,
+    pub location: Option<Location>,
+    /// How to fix it; only present when there is something useful to say.
+    pub help: Option<String>,
+    /// Secondary places that explain the finding ("first defined here").
+    pub notes: Vec<(String, Option<Location>)>,
+}
+
+impl Diagnostic {
+    pub fn error(
+        code: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::new(Severity::Error, code, path, message)
+    }
+
+    pub fn warning(
+        code: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::new(Severity::Warning, code, path, message)
+    }
+
+    fn new(
+        severity: Severity,
+        code: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity,
+            code: code.into(),
+            path: path.into(),
+            message: message.into(),
+            location: None,
+            help: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn at(mut self, location: Option<Location>) -> Diagnostic {
+        self.location = location;
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>, location: Option<Location>) -> Diagnostic {
+        self.notes.push((note.into(), location));
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// The one-line headline: `error[code]: file:line:col: path: message`.
+    pub fn headline(&self) -> String {
+        let mut out = format!("{}[{}]: ", self.severity, self.code);
+        if let Some(loc) = &self.location {
+            out.push_str(&format!("{loc}: "));
+        }
+        if !self.path.is_empty() {
+            out.push_str(&self.path);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+
+    /// Full text for a terminal: headline, the source line with a caret (when `source` holds
+    /// the text of the file the location points into), notes and help.
+    pub fn render(&self, source: Option<&str>) -> String {
+        let mut out = self.headline();
+        out.push('\n');
+        if let (Some(loc), Some(text)) = (&self.location, source) {
+            out.push_str(&snippet(text, loc));
+        }
+        for (note, loc) in &self.notes {
+            match loc {
+                Some(loc) => out.push_str(&format!("   = note: {note} ({loc})\n")),
+                None => out.push_str(&format!("   = note: {note}\n")),
+            }
+        }
+        if let Some(help) = &self.help {
+            for (i, line) in help.lines().enumerate() {
+                let lead = if i == 0 { "   = help: " } else { "           " };
+                out.push_str(lead);
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Renders with the source read from disk (relative paths against `base`), falling back to
+    /// no snippet when the file cannot be read.
+    pub fn render_from_disk(&self, base: &Path) -> String {
+        let source = self.location.as_ref().and_then(|loc| {
+            let path = if loc.file.is_absolute() {
+                loc.file.clone()
+            } else {
+                base.join(&loc.file)
+            };
+            std::fs::read_to_string(path).ok()
+        });
+        self.render(source.as_deref())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.headline())
+    }
+}
+
+/// `   |\n23 |     host: "x"\n   |           ^^^\n`
+fn snippet(text: &str, loc: &Location) -> String {
+    let Some(line) = text.lines().nth(loc.line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    // Very long lines (minified input) are cut so the caret stays readable.
+    let line: String = line.chars().take(200).collect();
+    let number = loc.line.to_string();
+    let gutter = " ".repeat(number.len());
+    let col = loc.col.max(1) as usize;
+    let width = line.chars().count();
+    let len = (loc.len.max(1) as usize).min(width.saturating_sub(col - 1).max(1));
+    let pad: String = line
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!(
+        "{gutter} |\n{number} | {line}\n{gutter} | {pad}{}\n",
+        "^".repeat(len),
+        line = line.trim_end()
+    )
+}
+
+/// Counts errors and warnings in a list of diagnostics.
+pub fn counts(diags: &[Diagnostic]) -> (usize, usize) {
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    (errors, diags.len() - errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_headline_snippet_and_help() {
+        let d = Diagnostic::error(
+            "schema::azure_host",
+            "ai_gateway_azure_deployments[1].host",
+            "\"foo.azure.com\" must end in .openai.azure.com",
+        )
+        .at(Some(Location::new("cluster.yaml", 2, 11, 15)))
+        .with_help("use the endpoint host of the Azure OpenAI resource");
+        let src = "a: 1\n    host: \"foo.azure.com\"\n";
+        let text = d.render(Some(src));
+        assert_eq!(
+            text,
+            "error[schema::azure_host]: cluster.yaml:2:11: ai_gateway_azure_deployments[1].host: \"foo.azure.com\" must end in .openai.azure.com\n  |\n2 |     host: \"foo.azure.com\"\n  |           ^^^^^^^^^^^^^^^\n   = help: use the endpoint host of the Azure OpenAI resource\n"
+        );
+    }
+
+    #[test]
+    fn snippet_survives_out_of_range_locations() {
+        let d = Diagnostic::warning("x::y", "", "m").at(Some(Location::new("f", 99, 500, 3)));
+        assert_eq!(d.render(Some("one line\n")), "warning[x::y]: f:99:500: m\n");
+        let d = Diagnostic::warning("x::y", "", "m").at(Some(Location::new("f", 1, 500, 3)));
+        assert!(d.render(Some("one line\n")).contains("^"));
+    }
+}
