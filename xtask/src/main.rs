@@ -1,2 +1,60 @@
 //! `cargo xtask`: the only entry point of this repository.
-fn main() {}
+//!
+//! This binary turns `cluster.yaml` + `nodes.yaml` into a Talos + Flux GitOps tree and checks it.
+//! `main` only dispatches: each subcommand lives in its own module with a
+//! `run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode>` function.
+//!
+//! Exit codes (ripgrep style): 0 clean, 1 findings (invalid config, failed checks), 2 could not
+//! run (bad flags, missing tools, I/O errors).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+mod util;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  help                     print this help
+
+Run `cargo xtask <command> --help` for the options of one command.
+";
+
+fn main() -> ExitCode {
+    let mut args = lexopt::Parser::from_env();
+    let command = match args.next() {
+        Ok(Some(lexopt::Arg::Value(v))) => v.to_string_lossy().into_owned(),
+        Ok(Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h'))) | Ok(None) => {
+            "help".to_owned()
+        }
+        Ok(Some(other)) => {
+            eprintln!("xtask: unexpected argument {}", util::describe(&other));
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let result: anyhow::Result<ExitCode> = match command.as_str() {
+        "help" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`");
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
