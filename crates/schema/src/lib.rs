@@ -8,3 +8,4 @@
 mod diag;
 
 pub use diag::{Diagnostic, Location, Severity, counts};
+pub mod yaml;
