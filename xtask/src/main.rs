@@ -11,12 +11,17 @@
 
 use std::process::ExitCode;
 
+mod report;
+mod schema_cmd;
 mod util;
+mod validate;
 
 const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
+  validate                 check cluster.yaml and nodes.yaml, report every problem
+  schema                   write the editor JSON Schemas and docs/configuration.md
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -44,6 +49,8 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "validate" => validate::run(&mut args),
+        "schema" => schema_cmd::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");

@@ -12,8 +12,12 @@ pub fn describe(arg: &lexopt::Arg<'_>) -> String {
 }
 
 /// The repository root: the parent of this crate's manifest directory.
-#[allow(dead_code)] // used by the subcommands as they land
 pub fn project_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The error for an argument a command does not take, with its help text.
+pub fn unexpected(arg: &lexopt::Arg<'_>, help: &str) -> anyhow::Error {
+    anyhow::anyhow!("unexpected argument {}\n\n{help}", describe(arg))
 }

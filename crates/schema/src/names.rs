@@ -1,0 +1,151 @@
+//! Names of the objects generated for the AI Gateway.
+//!
+//! One place decides them, so the validator can check that they fit Kubernetes limits and do not
+//! collide, and the templates read them from the context instead of rebuilding them.
+
+use crate::model::AzureDeployment;
+
+pub const AI_NAMESPACE: &str = "envoy-ai-gateway-system";
+/// The Gateway; in GatewayNamespace mode Envoy Gateway names its Service after it.
+pub const AI_GATEWAY: &str = "ai-gateway";
+/// The endpoint is `aiops.<domain>`.
+pub const AI_HOSTNAME_PREFIX: &str = "aiops";
+pub const CLIENT_KEYS_SECRET: &str = "ai-gateway-client-keys";
+/// Object names must be DNS labels: Services and label values allow at most 63 characters.
+pub const MAX_NAME: usize = 63;
+
+/// The Envoy Gateway `Backend` and the `AIServiceBackend` of an Azure deployment.
+pub fn azure_backend(name: &str) -> String {
+    format!("azure-{name}")
+}
+
+pub fn azure_security_policy(name: &str) -> String {
+    format!("azure-{name}-apikey")
+}
+
+pub fn azure_secret(name: &str) -> String {
+    format!("azure-{name}-apikey")
+}
+
+/// The MCP `Backend` is named exactly like the server: the AI Gateway prefixes tools with the
+/// backendRef name, so `github` gives `github__list_issues`.
+pub fn mcp_backend(name: &str) -> String {
+    name.to_owned()
+}
+
+pub fn mcp_secret(name: &str) -> String {
+    format!("mcp-{name}-apikey")
+}
+
+pub fn tls_policy(backend: &str) -> String {
+    format!("{backend}-tls")
+}
+
+/// Every generated name for one deployment, for length checks.
+pub fn azure_names(name: &str) -> Vec<String> {
+    let backend = azure_backend(name);
+    vec![
+        backend.clone(),
+        tls_policy(&backend),
+        azure_security_policy(name),
+        azure_secret(name),
+    ]
+}
+
+pub fn mcp_names(name: &str) -> Vec<String> {
+    let backend = mcp_backend(name);
+    vec![backend.clone(), tls_policy(&backend), mcp_secret(name)]
+}
+
+/// One AIGatewayRoute rule: a model and the backends serving it, in failover order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRoute {
+    pub model: String,
+    pub backends: Vec<RouteBackend>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteBackend {
+    pub backend: String,
+    /// 0 is tried first; a model listed in several deployments fails over in list order.
+    pub priority: u32,
+    /// Set when the Azure deployment name differs from the model name.
+    pub model_override: Option<String>,
+}
+
+/// Groups models across deployments, keeping the first-seen order of models.
+pub fn model_routes(deployments: &[AzureDeployment]) -> Vec<ModelRoute> {
+    let mut routes: Vec<ModelRoute> = Vec::new();
+    for d in deployments {
+        for m in &d.models {
+            let backend = RouteBackend {
+                backend: azure_backend(&d.name),
+                priority: 0,
+                model_override: (m.deployment() != m.name()).then(|| m.deployment().to_owned()),
+            };
+            match routes.iter_mut().find(|r| r.model == m.name()) {
+                Some(route) => {
+                    let priority = route.backends.len() as u32;
+                    route.backends.push(RouteBackend {
+                        priority,
+                        ..backend
+                    });
+                }
+                None => routes.push(ModelRoute {
+                    model: m.name().to_owned(),
+                    backends: vec![backend],
+                }),
+            }
+        }
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+
+    fn dep(name: &str, models: Vec<Model>) -> AzureDeployment {
+        AzureDeployment {
+            name: name.into(),
+            models,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shared_models_fail_over_in_list_order() {
+        let routes = model_routes(&[
+            dep(
+                "a",
+                vec![Model::Name("gpt-4".into()), Model::Name("gpt-4o".into())],
+            ),
+            dep(
+                "b",
+                vec![Model::Mapped {
+                    name: "gpt-4".into(),
+                    deployment: "gpt4-eu".into(),
+                }],
+            ),
+        ]);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].model, "gpt-4");
+        assert_eq!(
+            routes[0].backends,
+            vec![
+                RouteBackend {
+                    backend: "azure-a".into(),
+                    priority: 0,
+                    model_override: None
+                },
+                RouteBackend {
+                    backend: "azure-b".into(),
+                    priority: 1,
+                    model_override: Some("gpt4-eu".into())
+                },
+            ]
+        );
+        assert_eq!(routes[1].model, "gpt-4o");
+    }
+}
