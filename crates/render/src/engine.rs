@@ -1,0 +1,264 @@
+//! The template engine: minijinja configured with makejinja's syntax and whitespace rules.
+//!
+//! - blocks `#% … %#`, variables `#{ … }#`, comments `#| … |#`;
+//! - `trim_blocks`, `lstrip_blocks`, `keep_trailing_newline` on; no auto-escaping;
+//! - anything else passes through untouched, notably Helm/helmfile `{{ … }}` and Flux `${VAR}`;
+//! - an undefined variable is an error (the model hands optional keys over as explicit nulls, so
+//!   `#% if x %#` still works).
+
+use std::net::Ipv4Addr;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+use crate::inputs::Inputs;
+
+/// Builds the environment. Templates are added by the caller.
+pub fn environment(inputs: &Inputs) -> Environment<'static> {
+    let mut env = Environment::new();
+    let syntax = SyntaxConfig::builder()
+        .block_delimiters("#%", "%#")
+        .variable_delimiters("#{", "}#")
+        .comment_delimiters("#|", "|#")
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .expect("the delimiters are distinct constants");
+    env.set_syntax(syntax);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // `.split()`, `.startswith()` … as makejinja's Python templates use them.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("nthhost", nthhost);
+    env.add_filter("basename", basename);
+    env.add_filter("yaml", yaml_scalar);
+    env.add_filter("b64encode", b64encode);
+    env.add_filter("indent_block", indent_block);
+
+    let files = inputs.clone();
+    env.add_function(
+        "age_key",
+        move |kind: &str, kwargs: Kwargs| -> Result<String, Error> {
+            kwargs.assert_all_used()?;
+            match kind {
+                "public" => files
+                    .age_public_key
+                    .clone()
+                    .ok_or_else(|| missing("age public key", "age.key")),
+                "private" => files
+                    .age_private_key
+                    .clone()
+                    .ok_or_else(|| missing("age private key", "age.key")),
+                other => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("age_key() takes 'public' or 'private', not '{other}'"),
+                )),
+            }
+        },
+    );
+    let files = inputs.clone();
+    env.add_function("cloudflare_tunnel_id", move || -> Result<String, Error> {
+        files
+            .cloudflare_tunnel
+            .as_ref()
+            .map(|t| t.tunnel_id.clone())
+            .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+    });
+    let files = inputs.clone();
+    env.add_function(
+        "cloudflare_tunnel_secret",
+        move || -> Result<String, Error> {
+            files
+                .cloudflare_tunnel
+                .as_ref()
+                .map(|t| t.token())
+                .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+        },
+    );
+    let files = inputs.clone();
+    env.add_function("github_deploy_key", move || -> Result<String, Error> {
+        files
+            .deploy_key
+            .clone()
+            .ok_or_else(|| missing("GitHub deploy key", "github-deploy.key"))
+    });
+    let files = inputs.clone();
+    env.add_function("github_push_token", move || -> Result<String, Error> {
+        files
+            .push_token
+            .clone()
+            .ok_or_else(|| missing("GitHub push token", "github-push-token.txt"))
+    });
+    let patches = inputs.talos_patches.clone();
+    env.add_function("talos_patches", move |dir: &str| -> Value {
+        Value::from(minijinja::value::Serde(
+            patches.get(dir).cloned().unwrap_or_default(),
+        ))
+    });
+    env
+}
+
+fn missing(what: &str, file: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!(
+            "the {what} ({file}) is needed by this template but was not found; run `cargo xtask init` to create it"
+        ),
+    )
+}
+
+/// `cidr | nthhost(n)`: the `n`th address of the network, or `false` when out of range or invalid
+/// (as cluster-template's plugin does).
+fn nthhost(cidr: &str, n: u32) -> Value {
+    match schema::Cidr::parse(cidr) {
+        Ok(c) => c
+            .nth(n)
+            .map(|ip: Ipv4Addr| Value::from(ip.to_string()))
+            .unwrap_or(Value::from(false)),
+        Err(_) => Value::from(false),
+    }
+}
+
+/// `path | basename`: the file name without its last extension (`x.yaml.j2` → `x.yaml`).
+fn basename(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rfind('.') {
+        Some(i) if i > 0 => name[..i].to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+/// `value | yaml`: a YAML flow scalar (or flow collection) that parses back to exactly `value`,
+/// whatever it contains — quotes, newlines, `#`, `: `, `{{`, `${`, unicode. Every user-supplied
+/// string in a template goes through this filter.
+fn yaml_scalar(value: Value) -> Result<String, Error> {
+    // JSON is a subset of YAML 1.2 flow syntax; a JSON string is a valid double-quoted scalar.
+    // serde_json escapes control characters and leaves everything else as is.
+    if value.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "yaml filter applied to an undefined value",
+        ));
+    }
+    let json: serde_json::Value = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let mut out = serde_json::to_string(&json)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    // YAML forbids some characters that JSON allows raw: U+2028/U+2029 are line breaks in YAML
+    // 1.1 parsers, and NEL (U+0085) too. Escape them so every parser reads the same string.
+    if out.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{feff}']) {
+        out = out
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+            .replace('\u{85}', "\\u0085")
+            .replace('\u{feff}', "\\ufeff");
+    }
+    Ok(out)
+}
+
+/// `value | b64encode`: standard base64 of the UTF-8 bytes.
+pub(crate) fn b64(value: &str) -> String {
+    b64encode(value)
+}
+
+fn b64encode(value: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `text | indent_block(n)`: indents every line but the first by `n` spaces, for multi-line
+/// values placed in YAML block scalars (`key: |` then the value on the next lines).
+fn indent_block(text: &str, width: usize) -> String {
+    let pad = " ".repeat(width);
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(&pad);
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, ctx: serde_json::Value) -> Result<String, Error> {
+        let env = environment(&Inputs::default());
+        env.render_str(src, Value::from(minijinja::value::Serde(&ctx)))
+    }
+
+    #[test]
+    fn makejinja_syntax_and_whitespace() {
+        let src = "a:\n  #% if on %#\n  b: #{ x }#\n  #% endif %#\n#| a comment |#\nc: {{ .Release.Name }} ${SECRET_DOMAIN}\n";
+        let out = render(src, serde_json::json!({"on": true, "x": 1})).unwrap();
+        assert_eq!(out, "a:\n  b: 1\nc: {{ .Release.Name }} ${SECRET_DOMAIN}\n");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors() {
+        let err = render("#{ missing }#", serde_json::json!({})).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UndefinedError);
+        // Explicit nulls are fine and falsy.
+        assert_eq!(
+            render("#% if x %#y#% endif %#n", serde_json::json!({"x": null})).unwrap(),
+            "n"
+        );
+    }
+
+    #[test]
+    fn python_string_methods() {
+        let out = render(
+            "#{ 'a/b'.split('/')[1] }# #{ 'abc'.startswith('a') }#",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        // Booleans print Python-style; templates write them through `| yaml` to get `true`.
+        assert_eq!(out, "b True");
+        assert_eq!(
+            render("#{ x | yaml }#", serde_json::json!({"x": true})).unwrap(),
+            "true"
+        );
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(nthhost("10.43.0.0/16", 10).to_string(), "10.43.0.10");
+        assert!(!nthhost("10.0.0.0/30", 9).is_true());
+        assert!(!nthhost("nonsense", 1).is_true());
+        assert_eq!(basename("a/x.yaml.j2"), "x.yaml");
+        assert_eq!(b64encode(""), "");
+        assert_eq!(b64encode("f"), "Zg==");
+        assert_eq!(b64encode("foob"), "Zm9vYg==");
+        assert_eq!(b64encode("foobar"), "Zm9vYmFy");
+        assert_eq!(
+            yaml_scalar(Value::from("a: b # c\n\"d\"")).unwrap(),
+            r#""a: b # c\n\"d\"""#
+        );
+        assert_eq!(yaml_scalar(Value::from(5)).unwrap(), "5");
+        assert_eq!(indent_block("a\nb\n\nc", 2), "a\n  b\n\n  c");
+    }
+}
