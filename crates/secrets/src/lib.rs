@@ -49,6 +49,9 @@ mod time;
 mod tree;
 mod yaml;
 
+#[cfg(test)]
+mod known_answers;
+
 pub use crate::age::{Identity, KeyFile, Recipient, load_identities, load_identities_from, parse_identities, write_new_key_file};
 pub use crate::config::{CreationRule, SopsConfig};
 pub use crate::error::{Error, ErrorKind};
