@@ -132,7 +132,7 @@ fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, E
     let (mut docs, metadata) = split_metadata(docs)?;
     let key = unwrap_data_key(&metadata, identities)?;
     let selector = metadata.selection.compile()?;
-    let mut dec = Decryptor { key: &key, selector: &selector, mac: Mac::new(metadata.mac_only_encrypted), ivs: IvMap::new(), warnings: Vec::new() };
+    let mut dec = Decryptor { key: &key, selector: &selector, mac: Mac::new(metadata.mac_only_encrypted), ivs: IvMap::new(), warnings: Vec::new(), in_seq: false };
     for doc in &mut docs {
         dec.node(doc, &mut Vec::new(), &mut Vec::new())?;
     }

@@ -166,38 +166,10 @@ fn key_files_are_private_and_never_overwritten() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
-/// A random Secret as JSON text (JSON is YAML); values cover every scalar type, "" and null,
-/// lists and nested maps, unicode, tabs and newlines.
-pub fn secret_json() -> impl Strategy<Value = String> {
-    let leaf = prop_oneof![
-        "[ -~äöü日本語🔐\t\n]{0,24}".prop_map(serde_json::Value::from),
-        Just(serde_json::Value::from("")),
-        Just(serde_json::Value::Null),
-        any::<i64>().prop_map(serde_json::Value::from),
-        any::<bool>().prop_map(serde_json::Value::from),
-    ];
-    let value = leaf.prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-            prop::collection::btree_map("[a-zA-Z][-._a-zA-Z0-9]{0,12}", inner, 0..4)
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    });
-    prop::collection::btree_map("[a-zA-Z][-._a-zA-Z0-9]{0,15}", value, 1..6).prop_map(|data| {
-        serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "generated", "namespace": "default"},
-            "stringData": data,
-        })
-        .to_string()
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn generated_secrets_round_trip(json in secret_json()) {
+    fn generated_secrets_round_trip(json in common::secret_json()) {
         let a = Identity::generate().unwrap();
         let cfg = config(&[&a], 2);
         let file = encrypt_at("kubernetes/gen.sops.yaml", &json, &cfg, None, T0).unwrap();
