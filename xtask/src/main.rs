@@ -11,6 +11,7 @@
 
 use std::process::ExitCode;
 
+mod secrets;
 mod util;
 
 const HELP: &str = "\
@@ -18,6 +19,7 @@ cargo xtask <command> [options]
 
 Commands:
   help                     print this help
+  secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
 
 Run `cargo xtask <command> --help` for the options of one command.
 ";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "secrets" => secrets::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
