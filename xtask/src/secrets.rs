@@ -49,7 +49,10 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             Long("age-key-file") => key_file = Some(args.value()?.into()),
             Value(v) if command.is_none() => command = Some(v.string()?),
             Value(v) => files.push(v.into()),
-            other => bail!("unexpected argument {}\n{HELP}", crate::util::describe(&other)),
+            other => bail!(
+                "unexpected argument {}\n{HELP}",
+                crate::util::describe(&other)
+            ),
         }
     }
     let identities = || -> anyhow::Result<Vec<Identity>> {
@@ -58,16 +61,22 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             None => load_identities()?,
         };
         if ids.is_empty() {
-            bail!("no age identity found: set SOPS_AGE_KEY_FILE (e.g. to ./age.key) or pass --age-key-file");
+            bail!(
+                "no age identity found: set SOPS_AGE_KEY_FILE (e.g. to ./age.key) or pass --age-key-file"
+            );
         }
         Ok(ids)
     };
     match command.as_deref() {
         Some("encrypt") => {
-            let [file] = files.as_slice() else { bail!("encrypt takes one FILE\n{HELP}") };
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let [file] = files.as_slice() else {
+                bail!("encrypt takes one FILE\n{HELP}")
+            };
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let (config, rel) = config_for(file)?;
-            let encrypted = secrets::encrypt(&rel, &text, &config, None).map_err(|e| anyhow::anyhow!("{}", e.in_file(file)))?;
+            let encrypted = secrets::encrypt(&rel, &text, &config, None)
+                .map_err(|e| anyhow::anyhow!("{}", e.in_file(file)))?;
             if in_place {
                 write_atomically(file, &encrypted)?;
                 eprintln!("encrypted {}", file.display());
@@ -77,12 +86,19 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("decrypt") => {
-            let [file] = files.as_slice() else { bail!("decrypt takes one FILE\n{HELP}") };
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let [file] = files.as_slice() else {
+                bail!("decrypt takes one FILE\n{HELP}")
+            };
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let indent = config_for(file).map(|(c, _)| c.indent()).unwrap_or(4);
             let ids = identities()?;
             let is_env = file.extension().is_some_and(|e| e == "env");
-            let result = if is_env { secrets::decrypt_dotenv(&text, &ids) } else { secrets::decrypt(&text, &ids) };
+            let result = if is_env {
+                secrets::decrypt_dotenv(&text, &ids)
+            } else {
+                secrets::decrypt(&text, &ids)
+            };
             match result {
                 Ok(dec) => {
                     for w in dec.warnings() {
@@ -91,7 +107,12 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
                     std::io::stdout().write_all(dec.to_yaml(indent).as_bytes())?;
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) if matches!(e.kind(), secrets::ErrorKind::Tampered | secrets::ErrorKind::MacMismatch) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        secrets::ErrorKind::Tampered | secrets::ErrorKind::MacMismatch
+                    ) =>
+                {
                     eprintln!("error: {}", e.in_file(file));
                     Ok(ExitCode::from(1))
                 }
@@ -104,7 +125,8 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             }
             let mut findings = false;
             for file in &files {
-                let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
                 match secrets::status(&text) {
                     FileStatus::Encrypted => println!("{}: encrypted", file.display()),
                     FileStatus::NotEncrypted { reason } => {
@@ -117,7 +139,11 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if findings { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if findings {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Some("keygen") => {
             let path = output.unwrap_or_else(|| PathBuf::from("age.key"));
@@ -138,22 +164,36 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
 
 /// The nearest `.sops.yaml` above `file` and `file`'s path relative to its directory.
 fn config_for(file: &Path) -> anyhow::Result<(SopsConfig, String)> {
-    let absolute = std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
+    let absolute =
+        std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
     let start = absolute.parent().unwrap_or(Path::new("/"));
     let Some(config_path) = SopsConfig::find(start) else {
-        bail!("{}: no .sops.yaml in this directory or any parent", file.display());
+        bail!(
+            "{}: no .sops.yaml in this directory or any parent",
+            file.display()
+        );
     };
     let config = SopsConfig::load(&config_path)?;
     let base = config_path.parent().unwrap_or(Path::new("/"));
     let rel = absolute.strip_prefix(base).unwrap_or(&absolute);
-    let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+    let rel = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
     Ok((config, rel))
 }
 
 /// Replaces `path` through a temporary file in the same directory.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.xtask-tmp"));
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))

@@ -1,11 +1,11 @@
 //! SOPS value encryption: AES-256-GCM with a 32-byte IV, written as
 //! `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]` (standard padded base64).
 
+use aes_gcm::AesGcm;
 use aes_gcm::aead::consts::U32;
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
-use aes_gcm::AesGcm;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
@@ -87,13 +87,24 @@ impl Sealed {
 }
 
 /// Encrypts `plaintext` with a given 32-byte IV and additional data.
-pub(crate) fn seal(key: &DataKey, iv: &[u8; 32], aad: &[u8], plaintext: &[u8], kind: &str) -> Result<Sealed, Error> {
+pub(crate) fn seal(
+    key: &DataKey,
+    iv: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    kind: &str,
+) -> Result<Sealed, Error> {
     let mut buf = plaintext.to_vec();
     let tag = key
         .cipher()
         .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buf)
         .map_err(|_| Error::crypto("AES-GCM encryption failed"))?;
-    Ok(Sealed { data: buf, iv: iv.to_vec(), tag: tag.to_vec(), kind: kind.to_owned() })
+    Ok(Sealed {
+        data: buf,
+        iv: iv.to_vec(),
+        tag: tag.to_vec(),
+        kind: kind.to_owned(),
+    })
 }
 
 pub(crate) fn random_iv() -> Result<[u8; 32], Error> {
@@ -110,7 +121,12 @@ pub(crate) fn open(key: &DataKey, sealed: &Sealed, aad: &[u8]) -> Option<Zeroizi
     }
     let mut buf = Zeroizing::new(sealed.data.clone());
     key.cipher()
-        .decrypt_in_place_detached(GenericArray::from_slice(&sealed.iv), aad, &mut buf, GenericArray::from_slice(&sealed.tag))
+        .decrypt_in_place_detached(
+            GenericArray::from_slice(&sealed.iv),
+            aad,
+            &mut buf,
+            GenericArray::from_slice(&sealed.tag),
+        )
         .ok()?;
     Some(buf)
 }
@@ -127,7 +143,10 @@ mod tests {
         let text = sealed.format();
         let back = Sealed::parse(&text).unwrap();
         assert_eq!(back, sealed);
-        assert_eq!(open(&key, &back, b"data:key:").unwrap().as_slice(), b"value");
+        assert_eq!(
+            open(&key, &back, b"data:key:").unwrap().as_slice(),
+            b"value"
+        );
         assert!(open(&key, &back, b"data:other:").is_none());
     }
 

@@ -9,7 +9,10 @@ fn set_path(root: &mut Node, segments: &[&str], value: Node) {
         *root = value;
         return;
     };
-    if let Some(index) = first.strip_prefix("list_").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(index) = first
+        .strip_prefix("list_")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         if !matches!(root, Node::Seq(_)) {
             *root = Node::Seq(Vec::new());
         }
@@ -26,7 +29,9 @@ fn set_path(root: &mut Node, segments: &[&str], value: Node) {
         *root = Node::Map(Vec::new());
     }
     if let Node::Map(items) = root {
-        let pos = items.iter().position(|i| matches!(i, MapItem::Pair(k, _) if k == key));
+        let pos = items
+            .iter()
+            .position(|i| matches!(i, MapItem::Pair(k, _) if k == key));
         let index = pos.unwrap_or_else(|| {
             items.push(MapItem::Pair(key.to_owned(), Node::Null));
             items.len() - 1
@@ -50,7 +55,9 @@ pub(crate) fn to_tree(text: &str) -> Result<Node, Error> {
             items.push(MapItem::Comment(comment.to_owned()));
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or_else(|| Error::yaml(n + 1, 1, "expected KEY=VALUE"))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| Error::yaml(n + 1, 1, "expected KEY=VALUE"))?;
         if let Some(meta_key) = key.strip_prefix("sops_") {
             let value = value.replace("\\n", "\n");
             let node = match value.as_str() {

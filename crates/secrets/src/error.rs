@@ -47,7 +47,14 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), help: None, location: Vec::new(), value_path: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            help: None,
+            location: Vec::new(),
+            value_path: None,
+            source: None,
+        }
     }
 
     pub(crate) fn with_help(mut self, help: impl Into<String>) -> Error {
@@ -103,7 +110,9 @@ impl Error {
         if self.location.first() != Some(&shown) {
             match self.location.first_mut() {
                 // `12:3` becomes `file:12:3`, as editors expect.
-                Some(first) if first.chars().next().is_some_and(|c| c.is_ascii_digit()) => *first = format!("{shown}:{first}"),
+                Some(first) if first.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+                    *first = format!("{shown}:{first}")
+                }
                 _ => self.location.insert(0, shown),
             }
         }

@@ -52,10 +52,16 @@ mod yaml;
 #[cfg(test)]
 mod known_answers;
 
-pub use crate::age::{Identity, KeyFile, Recipient, load_identities, load_identities_from, parse_identities, write_new_key_file};
+pub use crate::age::{
+    Identity, KeyFile, Recipient, load_identities, load_identities_from, parse_identities,
+    write_new_key_file,
+};
 pub use crate::config::{CreationRule, SopsConfig};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::metadata::{AgeEntry, Metadata, SOPS_VERSION};
 pub use crate::rules::SelectionRule;
-pub use crate::sops::{Decrypted, FileStatus, Previous, decrypt, decrypt_dotenv, encrypt, encrypt_at, format_yaml, status};
+pub use crate::sops::{
+    Decrypted, FileStatus, Previous, decrypt, decrypt_dotenv, encrypt, encrypt_at, format_yaml,
+    status,
+};
 pub use crate::time::Clock;

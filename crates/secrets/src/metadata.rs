@@ -56,7 +56,10 @@ impl Metadata {
     /// Reads the metadata mapping (the value of the `sops` key).
     pub(crate) fn from_node(node: &Node) -> Result<Metadata, Error> {
         let Node::Map(items) = node else {
-            return Err(meta_err(format!("`sops` is a {}, expected a mapping", node.type_name())));
+            return Err(meta_err(format!(
+                "`sops` is a {}, expected a mapping",
+                node.type_name()
+            )));
         };
         let mut md = Metadata {
             age: Vec::new(),
@@ -69,31 +72,49 @@ impl Metadata {
         };
         let mut rule: Option<SelectionRule> = None;
         for item in items {
-            let MapItem::Pair(key, value) = item else { continue };
+            let MapItem::Pair(key, value) = item else {
+                continue;
+            };
             match key.as_str() {
                 "age" => md.age = read_age(value)?,
-                "lastmodified" => md.lastmodified = text_of(value).ok_or_else(|| meta_err("sops.lastmodified: expected a timestamp"))?,
-                "mac" => md.mac = text_of(value).ok_or_else(|| meta_err("sops.mac: expected a string"))?,
+                "lastmodified" => {
+                    md.lastmodified = text_of(value)
+                        .ok_or_else(|| meta_err("sops.lastmodified: expected a timestamp"))?
+                }
+                "mac" => {
+                    md.mac =
+                        text_of(value).ok_or_else(|| meta_err("sops.mac: expected a string"))?
+                }
                 "version" => md.version = text_of(value).filter(|v| !v.is_empty()),
                 "mac_only_encrypted" => md.mac_only_encrypted = matches!(value, Node::Bool(true)),
-                "key_groups" => {
-                    if !matches!(value, Node::Null | Node::Seq(_)) || matches!(value, Node::Seq(v) if !v.is_empty()) {
-                        return Err(Error::new(ErrorKind::Unsupported, "the file uses key groups (Shamir secret sharing), which are not supported")
-                            .with_help("decrypt it with the sops CLI"));
-                    }
+                "key_groups"
+                    if !matches!(value, Node::Null | Node::Seq(_))
+                        || matches!(value, Node::Seq(v) if !v.is_empty()) =>
+                {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "the file uses key groups (Shamir secret sharing), which are not supported",
+                    )
+                    .with_help("decrypt it with the sops CLI"));
                 }
                 k if RULE_KEYS.contains(&k) => {
-                    let text = text_of(value).ok_or_else(|| meta_err(format!("sops.{k}: expected a string")))?;
+                    let text = text_of(value)
+                        .ok_or_else(|| meta_err(format!("sops.{k}: expected a string")))?;
                     if text.is_empty() {
                         continue;
                     }
                     if let Some(existing) = &rule {
-                        return Err(meta_err(format!("sops.{k}: the file also sets `{}`; sops allows only one selection rule", existing.key())));
+                        return Err(meta_err(format!(
+                            "sops.{k}: the file also sets `{}`; sops allows only one selection rule",
+                            existing.key()
+                        )));
                     }
-                    rule = Some(SelectionRule::from_key(k, &text).map_err(|e| e.in_source("sops"))?);
+                    rule =
+                        Some(SelectionRule::from_key(k, &text).map_err(|e| e.in_source("sops"))?);
                 }
                 "pgp" | "kms" | "gcp_kms" | "azure_kv" | "hc_vault" | "hckms" => {
-                    if matches!(value, Node::Seq(v) if v.iter().any(|i| !matches!(i, Node::Comment(_)))) {
+                    if matches!(value, Node::Seq(v) if v.iter().any(|i| !matches!(i, Node::Comment(_))))
+                    {
                         md.other_key_types.push(key.clone());
                     }
                 }
@@ -110,7 +131,12 @@ impl Metadata {
     pub(crate) fn mac_aad(&self) -> Result<String, Error> {
         parse_rfc3339(&self.lastmodified)
             .map(|t| t.rfc3339())
-            .ok_or_else(|| meta_err(format!("sops.lastmodified `{}` is not an RFC 3339 timestamp", self.lastmodified)))
+            .ok_or_else(|| {
+                meta_err(format!(
+                    "sops.lastmodified `{}` is not an RFC 3339 timestamp",
+                    self.lastmodified
+                ))
+            })
     }
 
     /// The block sops 3.10 writes: `age`, `lastmodified`, `mac`, the rule,
@@ -130,12 +156,18 @@ impl Metadata {
             MapItem::Pair("age".into(), Node::Seq(age)),
             MapItem::Pair("lastmodified".into(), Node::Str(self.lastmodified.clone())),
             MapItem::Pair("mac".into(), Node::Str(self.mac.clone())),
-            MapItem::Pair(self.selection.key().into(), Node::Str(self.selection.value().into())),
+            MapItem::Pair(
+                self.selection.key().into(),
+                Node::Str(self.selection.value().into()),
+            ),
         ];
         if self.mac_only_encrypted {
             items.push(MapItem::Pair("mac_only_encrypted".into(), Node::Bool(true)));
         }
-        items.push(MapItem::Pair("version".into(), Node::Str(self.version.clone().unwrap_or_else(|| SOPS_VERSION.into()))));
+        items.push(MapItem::Pair(
+            "version".into(),
+            Node::Str(self.version.clone().unwrap_or_else(|| SOPS_VERSION.into())),
+        ));
         Node::Map(items)
     }
 }
@@ -147,13 +179,20 @@ fn read_age(value: &Node) -> Result<Vec<AgeEntry>, Error> {
         _ => return Err(meta_err("sops.age: expected a list")),
     };
     let mut out = Vec::new();
-    for (i, item) in items.iter().filter(|i| !matches!(i, Node::Comment(_))).enumerate() {
+    for (i, item) in items
+        .iter()
+        .filter(|i| !matches!(i, Node::Comment(_)))
+        .enumerate()
+    {
         let recipient = item.get("recipient").and_then(text_of).unwrap_or_default();
         let enc = item
             .get("enc")
             .and_then(text_of)
             .ok_or_else(|| meta_err(format!("sops.age[{i}].enc: missing")))?;
-        out.push(AgeEntry { recipient: recipient.trim().to_owned(), enc });
+        out.push(AgeEntry {
+            recipient: recipient.trim().to_owned(),
+            enc,
+        });
     }
     Ok(out)
 }

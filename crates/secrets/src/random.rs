@@ -3,5 +3,6 @@
 use crate::error::Error;
 
 pub(crate) fn fill(buf: &mut [u8]) -> Result<(), Error> {
-    getrandom::getrandom(buf).map_err(|e| Error::crypto(&format!("the operating system's random source failed: {e}")))
+    getrandom::getrandom(buf)
+        .map_err(|e| Error::crypto(&format!("the operating system's random source failed: {e}")))
 }

@@ -52,8 +52,13 @@ impl SelectionRule {
             "unencrypted_regex" => SelectionRule::UnencryptedRegex(value.into()),
             "encrypted_regex" => SelectionRule::EncryptedRegex(value.into()),
             other => {
-                return Err(Error::new(ErrorKind::Unsupported, format!("`{other}` is not supported"))
-                    .with_help("use `encrypted_regex` (Kubernetes files) or the default `unencrypted_suffix`"));
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("`{other}` is not supported"),
+                )
+                .with_help(
+                    "use `encrypted_regex` (Kubernetes files) or the default `unencrypted_suffix`",
+                ));
             }
         };
         rule.compile()?;
@@ -83,8 +88,13 @@ impl SelectionRule {
     pub(crate) fn compile(&self) -> Result<Selector, Error> {
         let regex = |p: &str| {
             Regex::new(p).map_err(|e| {
-                Error::new(ErrorKind::Config, format!("invalid `{}` pattern `{p}`: {e}", self.key()))
-                    .with_help("sops uses Go RE2 syntax; Rust's regex crate accepts the same constructs")
+                Error::new(
+                    ErrorKind::Config,
+                    format!("invalid `{}` pattern `{p}`: {e}", self.key()),
+                )
+                .with_help(
+                    "sops uses Go RE2 syntax; Rust's regex crate accepts the same constructs",
+                )
             })
         };
         Ok(match self {
@@ -126,7 +136,9 @@ mod tests {
 
     #[test]
     fn every_component_is_checked() {
-        let s = SelectionRule::EncryptedRegex("^(data|stringData)$".into()).compile().unwrap();
+        let s = SelectionRule::EncryptedRegex("^(data|stringData)$".into())
+            .compile()
+            .unwrap();
         assert!(s.encrypts(&p(&["stringData", "password"])));
         assert!(s.encrypts(&p(&["metadata", "annotations", "data"])));
         assert!(!s.encrypts(&p(&["metadata", "name"])));

@@ -66,7 +66,12 @@ fn format_unix(unix: i64, nanos: u32, offset: i64) -> String {
     let local = unix + offset;
     let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
     let secs = local.rem_euclid(86_400);
-    let mut out = format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if nanos > 0 {
         let frac = format!("{nanos:09}");
         out.push('.');
@@ -117,7 +122,10 @@ impl Cursor<'_> {
         if self.i - start < min {
             return None;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
     fn eat(&mut self, c: u8) -> bool {
         if self.s.get(self.i) == Some(&c) {
@@ -147,16 +155,27 @@ enum Layout {
 
 fn parse_layout(s: &str, layout: Layout) -> Option<Instant> {
     let fixed = matches!(layout, Layout::Rfc3339);
-    let mut c = Cursor { s: s.as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let year = c.digits(4, 4)?;
     if !c.eat(b'-') {
         return None;
     }
-    let month = if fixed { c.digits(2, 2)? } else { c.digits(1, 2)? };
+    let month = if fixed {
+        c.digits(2, 2)?
+    } else {
+        c.digits(1, 2)?
+    };
     if !c.eat(b'-') {
         return None;
     }
-    let day = if fixed { c.digits(2, 2)? } else { c.digits(1, 2)? };
+    let day = if fixed {
+        c.digits(2, 2)?
+    } else {
+        c.digits(1, 2)?
+    };
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
@@ -201,8 +220,8 @@ fn parse_layout(s: &str, layout: Layout) -> Option<Instant> {
             }
             nanos = n as u32;
         }
-        if matches!(layout, Layout::Rfc3339 | Layout::YamlZoned) {
-            if !c.eat(b'Z') {
+        if matches!(layout, Layout::Rfc3339 | Layout::YamlZoned) && !c.eat(b'Z') {
+            {
                 let sign = if c.eat(b'+') {
                     1
                 } else if c.eat(b'-') {
@@ -226,7 +245,11 @@ fn parse_layout(s: &str, layout: Layout) -> Option<Instant> {
         return None;
     }
     let unix = days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    Some(Instant { unix, nanos, offset })
+    Some(Instant {
+        unix,
+        nanos,
+        offset,
+    })
 }
 
 /// `time.Parse(time.RFC3339, s)`, as sops reads `lastmodified`.
@@ -252,7 +275,10 @@ mod tests {
     #[test]
     fn formats_like_go() {
         // 2024-11-12T13:33:42Z is 1731418422 (cross-checked with `date -u -d @1731418422`).
-        assert_eq!(Clock::Fixed(1_731_418_422).rfc3339(), "2024-11-12T13:33:42Z");
+        assert_eq!(
+            Clock::Fixed(1_731_418_422).rfc3339(),
+            "2024-11-12T13:33:42Z"
+        );
         assert_eq!(Clock::Fixed(0).rfc3339(), "1970-01-01T00:00:00Z");
     }
 
@@ -260,9 +286,18 @@ mod tests {
     fn yaml_timestamps() {
         let t = |s: &str| parse_yaml_timestamp(s).map(|i| i.rfc3339_nano());
         assert_eq!(t("2024-01-02").as_deref(), Some("2024-01-02T00:00:00Z"));
-        assert_eq!(t("2024-1-2 3:04:05").as_deref(), Some("2024-01-02T03:04:05Z"));
-        assert_eq!(t("2024-01-02T03:04:05.120+00:00").as_deref(), Some("2024-01-02T03:04:05.12Z"));
-        assert_eq!(t("2024-01-02t03:04:05+05:30").as_deref(), Some("2024-01-02T03:04:05+05:30"));
+        assert_eq!(
+            t("2024-1-2 3:04:05").as_deref(),
+            Some("2024-01-02T03:04:05Z")
+        );
+        assert_eq!(
+            t("2024-01-02T03:04:05.120+00:00").as_deref(),
+            Some("2024-01-02T03:04:05.12Z")
+        );
+        assert_eq!(
+            t("2024-01-02t03:04:05+05:30").as_deref(),
+            Some("2024-01-02T03:04:05+05:30")
+        );
         assert_eq!(t("2024-02-30"), None);
         assert_eq!(t("2024-01-02x"), None);
         assert_eq!(t("12024-01-02"), None);
@@ -270,8 +305,16 @@ mod tests {
 
     #[test]
     fn rfc3339_normalises_offsets_for_the_mac_aad() {
-        assert_eq!(parse_rfc3339("2024-11-12T13:33:42+00:00").unwrap().rfc3339(), "2024-11-12T13:33:42Z");
-        assert_eq!(parse_rfc3339("2024-11-12T13:33:42.5Z").unwrap().rfc3339(), "2024-11-12T13:33:42Z");
+        assert_eq!(
+            parse_rfc3339("2024-11-12T13:33:42+00:00")
+                .unwrap()
+                .rfc3339(),
+            "2024-11-12T13:33:42Z"
+        );
+        assert_eq!(
+            parse_rfc3339("2024-11-12T13:33:42.5Z").unwrap().rfc3339(),
+            "2024-11-12T13:33:42Z"
+        );
         assert!(parse_rfc3339("2024-11-12 13:33:42Z").is_none());
     }
 }

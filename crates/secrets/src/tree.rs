@@ -13,8 +13,8 @@ use crate::yaml::{MapItem, Node};
 
 /// `sha256("sops")`, written first into the MAC when `mac_only_encrypted` is set.
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4,
-    0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 /// IVs of values seen when decrypting a previous version, keyed by a SHA-256 of
@@ -44,7 +44,10 @@ impl Mac {
         if only_encrypted {
             hash.update(MAC_ONLY_ENCRYPTED_INIT);
         }
-        Mac { hash, only_encrypted }
+        Mac {
+            hash,
+            only_encrypted,
+        }
     }
 
     fn add(&mut self, bytes: &[u8], encrypted: bool) {
@@ -55,7 +58,11 @@ impl Mac {
 
     /// 128 upper-case hex digits.
     pub(crate) fn finish(self) -> String {
-        self.hash.finalize().iter().map(|b| format!("{b:02X}")).collect()
+        self.hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect()
     }
 }
 
@@ -67,7 +74,14 @@ fn leaf_bytes(node: &Node) -> Option<(&'static str, Vec<u8>)> {
         // Rust's `Display` for f64 is the shortest round-trip decimal without exponent, like
         // Go's `FormatFloat(f, 'f', -1, 64)` (they differ only for infinities and NaN).
         Node::Float(f) => ("float", format!("{f}").into_bytes()),
-        Node::Bool(b) => ("bool", if *b { b"True".to_vec() } else { b"False".to_vec() }),
+        Node::Bool(b) => (
+            "bool",
+            if *b {
+                b"True".to_vec()
+            } else {
+                b"False".to_vec()
+            },
+        ),
         // Timestamps are written as `str` so that sops < 3.10 (and Flux before 2.x with it) can
         // read them; the MAC bytes are the same either way.
         Node::Time(t) => ("str", t.as_bytes().to_vec()),
@@ -95,7 +109,11 @@ fn display(path: &[String], index: &[Option<usize>]) -> String {
             out.push_str(&format!("[{n}]"));
         }
     }
-    if out.is_empty() { "(top level)".into() } else { out }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        out
+    }
 }
 
 pub(crate) struct Encryptor<'a> {
@@ -141,7 +159,9 @@ impl Encryptor<'_> {
             Node::Null => {}
             leaf => {
                 let encrypted = self.selector.encrypts(path);
-                let Some((kind, bytes)) = leaf_bytes(leaf) else { return Ok(()) };
+                let Some((kind, bytes)) = leaf_bytes(leaf) else {
+                    return Ok(());
+                };
                 let bytes = Zeroizing::new(bytes);
                 if kind == "comment" {
                     if encrypted && !bytes.is_empty() {
@@ -173,9 +193,21 @@ pub(crate) struct Decryptor<'a> {
 
 fn parse_value(kind: &str, plain: &[u8], where_: &str) -> Result<Node, Error> {
     let text = || {
-        std::str::from_utf8(plain).map_err(|_| Error::at_value(ErrorKind::Tampered, where_, "decrypted value is not UTF-8 text"))
+        std::str::from_utf8(plain).map_err(|_| {
+            Error::at_value(
+                ErrorKind::Tampered,
+                where_,
+                "decrypted value is not UTF-8 text",
+            )
+        })
     };
-    let bad = |what: &str| Error::at_value(ErrorKind::Tampered, where_, format!("decrypted value is not a valid {what}"));
+    let bad = |what: &str| {
+        Error::at_value(
+            ErrorKind::Tampered,
+            where_,
+            format!("decrypted value is not a valid {what}"),
+        )
+    };
     Ok(match kind {
         "str" | "bytes" => Node::Str(text()?.to_owned()),
         "int" => Node::Int(text()?.parse().map_err(|_| bad("int"))?),
@@ -185,9 +217,19 @@ fn parse_value(kind: &str, plain: &[u8], where_: &str) -> Result<Node, Error> {
             "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
             _ => return Err(bad("bool")),
         }),
-        "time" => Node::Time(parse_rfc3339(text()?).ok_or_else(|| bad("time"))?.rfc3339_nano()),
+        "time" => Node::Time(
+            parse_rfc3339(text()?)
+                .ok_or_else(|| bad("time"))?
+                .rfc3339_nano(),
+        ),
         "comment" => Node::Comment(text()?.to_owned()),
-        other => return Err(Error::at_value(ErrorKind::Unsupported, where_, format!("unknown value type `{other}`"))),
+        other => {
+            return Err(Error::at_value(
+                ErrorKind::Unsupported,
+                where_,
+                format!("unknown value type `{other}`"),
+            ));
+        }
     })
 }
 
@@ -203,13 +245,22 @@ impl Decryptor<'_> {
         })?;
         let node = parse_value(&sealed.kind, &plain, where_)?;
         if let Ok(iv) = <[u8; 32]>::try_from(sealed.iv.as_slice()) {
-            let kind = if sealed.kind == "time" { "str".to_owned() } else { sealed.kind.clone() };
+            let kind = if sealed.kind == "time" {
+                "str".to_owned()
+            } else {
+                sealed.kind.clone()
+            };
             self.ivs.insert(iv_key(aad_text, &kind, &plain), iv);
         }
         Ok(node)
     }
 
-    pub(crate) fn node(&mut self, node: &mut Node, path: &mut Vec<String>, index: &mut Vec<Option<usize>>) -> Result<(), Error> {
+    pub(crate) fn node(
+        &mut self,
+        node: &mut Node,
+        path: &mut Vec<String>,
+        index: &mut Vec<Option<usize>>,
+    ) -> Result<(), Error> {
         match node {
             Node::Map(items) => {
                 for item in items.iter_mut() {
@@ -226,7 +277,10 @@ impl Decryptor<'_> {
                             if self.selector.encrypts(path) && c.starts_with("ENC[") {
                                 match self.open(c, &aad(path), &display(path, index)) {
                                     Ok(Node::Comment(plain)) => *c = plain,
-                                    _ => self.warnings.push(format!("{}: kept a comment that did not decrypt", display(path, index))),
+                                    _ => self.warnings.push(format!(
+                                        "{}: kept a comment that did not decrypt",
+                                        display(path, index)
+                                    )),
                                 }
                             }
                         }
@@ -253,7 +307,10 @@ impl Decryptor<'_> {
                 if self.selector.encrypts(path) && c.starts_with("ENC[") {
                     match self.open(c, &aad(path), &display(path, index)) {
                         Ok(Node::Comment(plain)) => *c = plain,
-                        _ => self.warnings.push(format!("{}: kept a comment that did not decrypt", display(path, index))),
+                        _ => self.warnings.push(format!(
+                            "{}: kept a comment that did not decrypt",
+                            display(path, index)
+                        )),
                     }
                 }
             }
@@ -273,7 +330,11 @@ impl Decryptor<'_> {
                                 if self.in_seq {
                                     return Ok(());
                                 }
-                                return Err(Error::at_value(ErrorKind::Tampered, &where_, "a comment was moved into a value"));
+                                return Err(Error::at_value(
+                                    ErrorKind::Tampered,
+                                    &where_,
+                                    "a comment was moved into a value",
+                                ));
                             }
                         }
                         other => {
@@ -305,15 +366,29 @@ pub(crate) fn seal_mac(key: &DataKey, mac: &str, aad: &str, ivs: &IvMap) -> Resu
 }
 
 /// Decrypts the stored MAC; `Err` names the metadata field.
-pub(crate) fn open_mac(key: &DataKey, stored: &str, aad: &str) -> Result<(String, Option<[u8; 32]>), Error> {
+pub(crate) fn open_mac(
+    key: &DataKey,
+    stored: &str,
+    aad: &str,
+) -> Result<(String, Option<[u8; 32]>), Error> {
     if stored.is_empty() {
         return Ok((String::new(), None));
     }
-    let sealed = Sealed::parse(stored)
-        .ok_or_else(|| Error::at_value(ErrorKind::Tampered, "sops.mac", "not in sops' `ENC[AES256_GCM,…]` format"))?;
-    let plain = cipher::open(key, &sealed, aad.as_bytes()).ok_or_else(|| {
-        Error::at_value(ErrorKind::Tampered, "sops.mac", "authentication failed: the MAC or `sops.lastmodified` was modified")
+    let sealed = Sealed::parse(stored).ok_or_else(|| {
+        Error::at_value(
+            ErrorKind::Tampered,
+            "sops.mac",
+            "not in sops' `ENC[AES256_GCM,…]` format",
+        )
     })?;
-    let text = String::from_utf8(plain.to_vec()).map_err(|_| Error::at_value(ErrorKind::Tampered, "sops.mac", "not text"))?;
+    let plain = cipher::open(key, &sealed, aad.as_bytes()).ok_or_else(|| {
+        Error::at_value(
+            ErrorKind::Tampered,
+            "sops.mac",
+            "authentication failed: the MAC or `sops.lastmodified` was modified",
+        )
+    })?;
+    let text = String::from_utf8(plain.to_vec())
+        .map_err(|_| Error::at_value(ErrorKind::Tampered, "sops.mac", "not text"))?;
     Ok((text, <[u8; 32]>::try_from(sealed.iv.as_slice()).ok()))
 }

@@ -49,4 +49,3 @@ pub fn secret_json() -> impl Strategy<Value = String> {
         .to_string()
     })
 }
-

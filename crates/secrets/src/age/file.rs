@@ -35,7 +35,8 @@ fn aead(key: &[u8; 32]) -> ChaCha20Poly1305 {
 fn header_mac(file_key: &[u8], header_up_to_dashes: &[u8]) -> [u8; 32] {
     let key = hkdf(&[], file_key, b"header");
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length");
     mac.update(header_up_to_dashes);
     mac.finalize().into_bytes().into()
 }
@@ -89,7 +90,11 @@ pub(crate) fn encrypt_armored(plaintext: &[u8], recipient: &Recipient) -> Result
     binary.extend_from_slice(&nonce);
     let payload_key = hkdf(&nonce, file_key.as_ref(), b"payload");
     let cipher = aead(&payload_key);
-    let chunks: Vec<&[u8]> = if plaintext.is_empty() { vec![&[][..]] } else { plaintext.chunks(CHUNK).collect() };
+    let chunks: Vec<&[u8]> = if plaintext.is_empty() {
+        vec![&[][..]]
+    } else {
+        plaintext.chunks(CHUNK).collect()
+    };
     for (i, chunk) in chunks.iter().enumerate() {
         let last = i + 1 == chunks.len();
         let sealed = cipher
@@ -126,9 +131,15 @@ fn dearmor(text: &str) -> Result<Vec<u8>, Error> {
     let inner = trimmed
         .strip_prefix(ARMOR_BEGIN)
         .and_then(|t| t.strip_suffix(ARMOR_END))
-        .ok_or_else(|| Error::age_format("the `enc` value is not an armored age file (`-----BEGIN AGE ENCRYPTED FILE-----`)"))?;
+        .ok_or_else(|| {
+            Error::age_format(
+                "the `enc` value is not an armored age file (`-----BEGIN AGE ENCRYPTED FILE-----`)",
+            )
+        })?;
     let b64: String = inner.split_whitespace().collect();
-    STANDARD.decode(b64.as_bytes()).map_err(|_| Error::age_format("invalid base64 inside the age armor"))
+    STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|_| Error::age_format("invalid base64 inside the age armor"))
 }
 
 struct Stanza<'a> {
@@ -137,8 +148,11 @@ struct Stanza<'a> {
     body: Vec<u8>,
 }
 
-/// Parses the header; returns the stanzas, the bytes covered by the MAC, the MAC, and the payload.
-fn parse_header(binary: &[u8]) -> Result<(Vec<Stanza<'_>>, &[u8], Vec<u8>, &[u8]), Error> {
+/// A parsed age header: the stanzas, the bytes the MAC covers, the MAC, and the payload.
+type Header<'a> = (Vec<Stanza<'a>>, &'a [u8], Vec<u8>, &'a [u8]);
+
+/// Parses the header.
+fn parse_header(binary: &[u8]) -> Result<Header<'_>, Error> {
     let bad = |what: &str| Error::age_format(&format!("malformed age header: {what}"));
     if !binary.starts_with(INTRO.as_bytes()) {
         return Err(bad("missing `age-encryption.org/v1`"));
@@ -146,20 +160,30 @@ fn parse_header(binary: &[u8]) -> Result<(Vec<Stanza<'_>>, &[u8], Vec<u8>, &[u8]
     let mut pos = INTRO.len();
     let mut stanzas = Vec::new();
     let next_line = |pos: usize| -> Result<(&[u8], usize), Error> {
-        let end = binary[pos..].iter().position(|&b| b == b'\n').ok_or_else(|| bad("unterminated line"))?;
+        let end = binary[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| bad("unterminated line"))?;
         Ok((&binary[pos..pos + end], pos + end + 1))
     };
     loop {
         let (line, after) = next_line(pos)?;
         let line = std::str::from_utf8(line).map_err(|_| bad("non-UTF-8 header line"))?;
         if let Some(mac) = line.strip_prefix("--- ") {
-            let mac = STANDARD_NO_PAD.decode(mac).map_err(|_| bad("invalid MAC encoding"))?;
+            let mac = STANDARD_NO_PAD
+                .decode(mac)
+                .map_err(|_| bad("invalid MAC encoding"))?;
             let covered = &binary[..pos + 3];
             return Ok((stanzas, covered, mac, &binary[after..]));
         }
-        let rest = line.strip_prefix("-> ").ok_or_else(|| bad("expected a stanza or `---`"))?;
+        let rest = line
+            .strip_prefix("-> ")
+            .ok_or_else(|| bad("expected a stanza or `---`"))?;
         let mut words = rest.split(' ');
-        let kind = words.next().filter(|k| !k.is_empty()).ok_or_else(|| bad("empty stanza type"))?;
+        let kind = words
+            .next()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| bad("empty stanza type"))?;
         let args: Vec<&str> = words.collect();
         pos = after;
         let mut body = String::new();
@@ -175,7 +199,9 @@ fn parse_header(binary: &[u8]) -> Result<(Vec<Stanza<'_>>, &[u8], Vec<u8>, &[u8]
                 break;
             }
         }
-        let body = STANDARD_NO_PAD.decode(body.as_bytes()).map_err(|_| bad("invalid stanza body encoding"))?;
+        let body = STANDARD_NO_PAD
+            .decode(body.as_bytes())
+            .map_err(|_| bad("invalid stanza body encoding"))?;
         stanzas.push(Stanza { kind, args, body });
     }
 }
@@ -199,8 +225,12 @@ pub(crate) fn decrypt_armored(text: &str, identities: &[Identity]) -> Result<Unw
         let [share] = stanza.args.as_slice() else {
             return Err(Error::age_format("malformed X25519 stanza"));
         };
-        let share = STANDARD_NO_PAD.decode(share).map_err(|_| Error::age_format("malformed X25519 share"))?;
-        let share: [u8; 32] = share.try_into().map_err(|_| Error::age_format("X25519 share is not 32 bytes"))?;
+        let share = STANDARD_NO_PAD
+            .decode(share)
+            .map_err(|_| Error::age_format("malformed X25519 share"))?;
+        let share: [u8; 32] = share
+            .try_into()
+            .map_err(|_| Error::age_format("X25519 share is not 32 bytes"))?;
         if stanza.body.len() != 32 {
             return Err(Error::age_format("X25519 stanza body is not 32 bytes"));
         }
@@ -213,21 +243,27 @@ pub(crate) fn decrypt_armored(text: &str, identities: &[Identity]) -> Result<Unw
             salt[..32].copy_from_slice(&share);
             salt[32..].copy_from_slice(identity.recipient().bytes());
             let wrap_key = hkdf(&salt, shared.as_bytes(), X25519_LABEL);
-            if let Ok(key) = aead(&wrap_key).decrypt(Nonce::from_slice(&[0u8; 12]), stanza.body.as_slice()) {
+            if let Ok(key) =
+                aead(&wrap_key).decrypt(Nonce::from_slice(&[0u8; 12]), stanza.body.as_slice())
+            {
                 file_key = Some(Zeroizing::new(key));
                 break 'outer;
             }
         }
     }
     let Some(file_key) = file_key else {
-        return Ok(Unwrapped::NoMatch(stanzas.iter().map(|s| s.kind.to_owned()).collect()));
+        return Ok(Unwrapped::NoMatch(
+            stanzas.iter().map(|s| s.kind.to_owned()).collect(),
+        ));
     };
     if file_key.len() != 16 {
         return Err(Error::age_format("age file key is not 16 bytes"));
     }
     let expected = header_mac(&file_key, covered);
     if !bool::from(subtle_eq(&expected, &mac)) {
-        return Err(Error::age_format("age header MAC mismatch: the `enc` block was modified"));
+        return Err(Error::age_format(
+            "age header MAC mismatch: the `enc` block was modified",
+        ));
     }
     if payload.len() < 16 + TAG {
         return Err(Error::age_format("age payload is truncated"));
@@ -240,7 +276,13 @@ pub(crate) fn decrypt_armored(text: &str, identities: &[Identity]) -> Result<Unw
     for (i, chunk) in chunks.iter().enumerate() {
         let last = i + 1 == chunks.len();
         let plain = cipher
-            .decrypt(&stream_nonce(i as u64, last), Payload { msg: chunk, aad: &[] })
+            .decrypt(
+                &stream_nonce(i as u64, last),
+                Payload {
+                    msg: chunk,
+                    aad: &[],
+                },
+            )
             .map_err(|_| Error::age_format("age payload authentication failed"))?;
         if last && plain.is_empty() && i > 0 {
             return Err(Error::age_format("age payload has an empty final chunk"));
@@ -273,13 +315,23 @@ mod tests {
         let id = Identity::generate().unwrap();
         let other = Identity::generate().unwrap();
         let armored = encrypt_armored(&[7u8; 32], &id.recipient()).unwrap();
-        assert!(armored.starts_with(ARMOR_BEGIN) && armored.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
-        assert!(armored.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+        assert!(
+            armored.starts_with(ARMOR_BEGIN)
+                && armored.ends_with("-----END AGE ENCRYPTED FILE-----\n")
+        );
+        assert!(
+            armored
+                .lines()
+                .all(|l| l.len() <= 64 || l.starts_with("-----"))
+        );
         match decrypt_armored(&armored, &[other.clone(), id]).unwrap() {
             Unwrapped::Plaintext(p) => assert_eq!(p.as_slice(), &[7u8; 32]),
             Unwrapped::NoMatch(_) => panic!("no match"),
         }
-        assert!(matches!(decrypt_armored(&armored, &[other]).unwrap(), Unwrapped::NoMatch(_)));
+        assert!(matches!(
+            decrypt_armored(&armored, &[other]).unwrap(),
+            Unwrapped::NoMatch(_)
+        ));
     }
 
     #[test]

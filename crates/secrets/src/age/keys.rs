@@ -34,7 +34,9 @@ impl Identity {
     pub fn generate() -> Result<Identity, Error> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         crate::random::fill(bytes.as_mut())?;
-        Ok(Identity { secret: StaticSecret::from(*bytes) })
+        Ok(Identity {
+            secret: StaticSecret::from(*bytes),
+        })
     }
 
     /// Parses an `AGE-SECRET-KEY-1…` line.
@@ -47,24 +49,36 @@ impl Identity {
             ));
         }
         if text.starts_with("AGE-PLUGIN-") {
-            return Err(Error::key("age plugin identities are not supported", "use an X25519 `AGE-SECRET-KEY-1…` key"));
+            return Err(Error::key(
+                "age plugin identities are not supported",
+                "use an X25519 `AGE-SECRET-KEY-1…` key",
+            ));
         }
         let (hrp, data) = bech32::decode(text)
             .map_err(|e| Error::key(format!("malformed age identity: {e}"), "an identity looks like `AGE-SECRET-KEY-1…` (59 upper-case characters after the prefix)"))?;
         let data = Zeroizing::new(data);
         if hrp != SECRET_HRP || !text.starts_with("AGE-SECRET-KEY-1") {
-            return Err(Error::key(format!("not an age X25519 identity (prefix `{hrp}`)"), "an identity starts with `AGE-SECRET-KEY-1`"));
+            return Err(Error::key(
+                format!("not an age X25519 identity (prefix `{hrp}`)"),
+                "an identity starts with `AGE-SECRET-KEY-1`",
+            ));
         }
-        let bytes: [u8; 32] = data
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::key("age identity has the wrong length", "an X25519 identity encodes 32 bytes"))?;
-        Ok(Identity { secret: StaticSecret::from(bytes) })
+        let bytes: [u8; 32] = data.as_slice().try_into().map_err(|_| {
+            Error::key(
+                "age identity has the wrong length",
+                "an X25519 identity encodes 32 bytes",
+            )
+        })?;
+        Ok(Identity {
+            secret: StaticSecret::from(bytes),
+        })
     }
 
     /// The public half.
     pub fn recipient(&self) -> Recipient {
-        Recipient { public: PublicKey::from(&self.secret).to_bytes() }
+        Recipient {
+            public: PublicKey::from(&self.secret).to_bytes(),
+        }
     }
 
     /// The `AGE-SECRET-KEY-1…` text; handle it as a secret.
@@ -95,20 +109,35 @@ impl Recipient {
             ));
         }
         if text.starts_with("ssh-") {
-            return Err(Error::key("SSH recipients are not supported", "use an age X25519 recipient (`age1…`)"));
+            return Err(Error::key(
+                "SSH recipients are not supported",
+                "use an age X25519 recipient (`age1…`)",
+            ));
         }
         if text.starts_with("age1") && text[4..].contains('1') {
-            return Err(Error::key(format!("age plugin recipients are not supported: `{text}`"), "use an age X25519 recipient (`age1…`)"));
+            return Err(Error::key(
+                format!("age plugin recipients are not supported: `{text}`"),
+                "use an age X25519 recipient (`age1…`)",
+            ));
         }
-        let (hrp, data) = bech32::decode(text)
-            .map_err(|e| Error::key(format!("malformed age recipient `{text}`: {e}"), "a recipient looks like `age1…` (62 characters)"))?;
+        let (hrp, data) = bech32::decode(text).map_err(|e| {
+            Error::key(
+                format!("malformed age recipient `{text}`: {e}"),
+                "a recipient looks like `age1…` (62 characters)",
+            )
+        })?;
         if hrp != PUBLIC_HRP || text.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(Error::key(format!("not an age X25519 recipient: `{text}`"), "a recipient starts with `age1`"));
+            return Err(Error::key(
+                format!("not an age X25519 recipient: `{text}`"),
+                "a recipient starts with `age1`",
+            ));
         }
-        let public: [u8; 32] = data
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::key(format!("age recipient `{text}` has the wrong length"), "an X25519 recipient encodes 32 bytes"))?;
+        let public: [u8; 32] = data.as_slice().try_into().map_err(|_| {
+            Error::key(
+                format!("age recipient `{text}` has the wrong length"),
+                "an X25519 recipient encodes 32 bytes",
+            )
+        })?;
         Ok(Recipient { public })
     }
 
@@ -151,8 +180,14 @@ impl KeyFile {
     /// [`crate::Clock::rfc3339`]).
     pub fn new(identity: &Identity, created: &str) -> KeyFile {
         let secret = identity.to_secret_string();
-        let text = format!("# created: {created}\n# public key: {}\n{}\n", identity.recipient(), secret.as_str());
-        KeyFile { text: Zeroizing::new(text) }
+        let text = format!(
+            "# created: {created}\n# public key: {}\n{}\n",
+            identity.recipient(),
+            secret.as_str()
+        );
+        KeyFile {
+            text: Zeroizing::new(text),
+        }
     }
 
     /// The file text; it contains the secret key.
@@ -208,7 +243,10 @@ pub fn parse_identities(text: &str) -> Result<Vec<Identity>, Error> {
 
 /// Reads identities from one key file.
 pub fn load_identities_from(path: &Path) -> Result<Vec<Identity>, Error> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read age key file", e))?);
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::io(path, "cannot read age key file", e))?,
+    );
     parse_identities(&text).map_err(|e| e.in_file(path))
 }
 
@@ -227,10 +265,8 @@ pub fn load_identities() -> Result<Vec<Identity>, Error> {
     if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
         out.extend(load_identities_from(Path::new(&path))?);
     }
-    if let Some(path) = default_key_file() {
-        if path.is_file() {
-            out.extend(load_identities_from(&path)?);
-        }
+    if let Some(path) = default_key_file().filter(|p| p.is_file()) {
+        out.extend(load_identities_from(&path)?);
     }
     Ok(out)
 }
@@ -265,14 +301,24 @@ mod tests {
     fn key_file_lines_skip_comments_and_cr() {
         let a = Identity::generate().unwrap();
         let b = Identity::generate().unwrap();
-        let text = format!("# created: x\r\n\r\n{}\r\n# c\n{}\n", a.to_secret_string().as_str(), b.to_secret_string().as_str());
+        let text = format!(
+            "# created: x\r\n\r\n{}\r\n# c\n{}\n",
+            a.to_secret_string().as_str(),
+            b.to_secret_string().as_str()
+        );
         let ids = parse_identities(&text).unwrap();
-        assert_eq!(ids.iter().map(Identity::recipient).collect::<Vec<_>>(), vec![a.recipient(), b.recipient()]);
+        assert_eq!(
+            ids.iter().map(Identity::recipient).collect::<Vec<_>>(),
+            vec![a.recipient(), b.recipient()]
+        );
     }
 
     #[test]
     fn post_quantum_keys_are_refused_with_a_message() {
-        let err = Identity::parse("AGE-SECRET-KEY-PQ-1Z8QMHKS77CVF95LF38SMLT0MEFR00HVMW58DJGD5USLGCVXTJCSQNRKCNK").unwrap_err();
+        let err = Identity::parse(
+            "AGE-SECRET-KEY-PQ-1Z8QMHKS77CVF95LF38SMLT0MEFR00HVMW58DJGD5USLGCVXTJCSQNRKCNK",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("post-quantum"), "{err}");
         let err = Recipient::parse("age1pq1ehusfwsvrente8p6gafr4jemv").unwrap_err();
         assert!(err.to_string().contains("post-quantum"), "{err}");

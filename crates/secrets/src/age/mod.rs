@@ -8,5 +8,8 @@ mod bech32;
 mod file;
 mod keys;
 
-pub use keys::{Identity, KeyFile, Recipient, load_identities, load_identities_from, parse_identities, write_new_key_file};
 pub(crate) use file::{Unwrapped, decrypt_armored, encrypt_armored};
+pub use keys::{
+    Identity, KeyFile, Recipient, load_identities, load_identities_from, parse_identities,
+    write_new_key_file,
+};

@@ -8,7 +8,10 @@ use super::{MapItem, Node};
 
 /// Writes documents separated by `---` (none before the first), each ending in a newline.
 pub(crate) fn emit_documents(docs: &[Node], indent: usize) -> String {
-    let mut e = Emitter { out: String::new(), best: indent.clamp(2, 9) };
+    let mut e = Emitter {
+        out: String::new(),
+        best: indent.clamp(2, 9),
+    };
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
             e.out.push_str("---\n");
@@ -103,7 +106,11 @@ impl Emitter {
     /// Writes the value after `key:` (in a mapping at `indent`) or after `-` (in a sequence
     /// whose dashes are at `indent`), ending the line.
     fn value(&mut self, node: &Node, indent: usize, in_seq: bool) {
-        let child = if in_seq { indent + 2 } else { self.aligned(indent) };
+        let child = if in_seq {
+            indent + 2
+        } else {
+            self.aligned(indent)
+        };
         match node {
             Node::Map(items) if has_pairs(items) => {
                 if in_seq {
@@ -212,21 +219,30 @@ struct Analysis {
 /// libyaml's `yaml_emitter_analyze_scalar` (block context, unicode output).
 fn analyze(s: &str) -> Analysis {
     if s.is_empty() {
-        return Analysis { multiline: false, block_plain: true, single: true, block: false };
+        return Analysis {
+            multiline: false,
+            block_plain: true,
+            single: true,
+            block: false,
+        };
     }
     let chars: Vec<char> = s.chars().collect();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
-    let (mut break_space, mut space_break, mut previous_space, mut previous_break) = (false, false, false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
+        (false, false, false, false);
     let (mut line_breaks, mut special) = (false, false);
-    let blankz = |i: usize| i >= chars.len() || matches!(chars[i], ' ' | '\t') || is_break(chars[i]);
+    let blankz =
+        |i: usize| i >= chars.len() || matches!(chars[i], ' ' | '\t') || is_break(chars[i]);
     let mut preceded_by_whitespace = true;
     for (i, &c) in chars.iter().enumerate() {
         let followed_by_whitespace = blankz(i + 1);
         let last = i + 1 == chars.len();
         if i == 0 {
             match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => block_indicators = true,
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_indicators = true,
                 '?' | ':' if followed_by_whitespace => block_indicators = true,
                 '-' if followed_by_whitespace => block_indicators = true,
                 _ => {}
@@ -260,7 +276,12 @@ fn analyze(s: &str) -> Analysis {
         }
         preceded_by_whitespace = matches!(c, ' ' | '\t') || is_break(c);
     }
-    let mut a = Analysis { multiline: line_breaks, block_plain: true, single: true, block: true };
+    let mut a = Analysis {
+        multiline: line_breaks,
+        block_plain: true,
+        single: true,
+        block: true,
+    };
     if leading_space || leading_break || trailing_space || trailing_break {
         a.block_plain = false;
     }
@@ -346,10 +367,18 @@ pub(crate) fn format_float(f: f64) -> String {
         return ".nan".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { ".inf".into() } else { "-.inf".into() };
+        return if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let sci = format!("{f:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -397,13 +426,25 @@ mod tests {
         ];
         for (input, want) in cases {
             let doc = Node::Map(vec![MapItem::Pair("k".into(), Node::Str(input.into()))]);
-            assert_eq!(emit_documents(&[doc], 2), format!("k: {want}\n"), "input {input:?}");
+            assert_eq!(
+                emit_documents(&[doc], 2),
+                format!("k: {want}\n"),
+                "input {input:?}"
+            );
         }
     }
 
     #[test]
     fn literal_blocks_and_chomping() {
-        let doc = |s: &str| emit_documents(&[Node::Map(vec![MapItem::Pair("k".into(), Node::Str(s.into()))])], 2);
+        let doc = |s: &str| {
+            emit_documents(
+                &[Node::Map(vec![MapItem::Pair(
+                    "k".into(),
+                    Node::Str(s.into()),
+                )])],
+                2,
+            )
+        };
         assert_eq!(doc("a\nb\n"), "k: |\n  a\n  b\n");
         assert_eq!(doc("a\nb"), "k: |-\n  a\n  b\n");
         assert_eq!(doc("a\n\nb\n\n"), "k: |+\n  a\n\n  b\n\n");
@@ -426,6 +467,9 @@ mod tests {
     fn collections_comments_and_documents() {
         let text = "a:\n  - x\n  - k: v\n    j: w\n  - - z\n# c\nb: {}\nc: []\n---\nd: null\n";
         assert_eq!(roundtrip(text, 2), text);
-        assert_eq!(roundtrip(text, 4), "a:\n    - x\n    - k: v\n      j: w\n    - - z\n# c\nb: {}\nc: []\n---\nd: null\n");
+        assert_eq!(
+            roundtrip(text, 4),
+            "a:\n    - x\n    - k: v\n      j: w\n    - - z\n# c\nb: {}\nc: []\n---\nd: null\n"
+        );
     }
 }

@@ -10,8 +10,17 @@ use super::{MapItem, Node};
 use crate::error::Error;
 
 enum Frame {
-    Map { items: Vec<MapItem>, key: Option<String>, col: Option<usize>, anchor: usize },
-    Seq { items: Vec<Node>, col: usize, anchor: usize },
+    Map {
+        items: Vec<MapItem>,
+        key: Option<String>,
+        col: Option<usize>,
+        anchor: usize,
+    },
+    Seq {
+        items: Vec<Node>,
+        col: usize,
+        anchor: usize,
+    },
 }
 
 struct PendingComment {
@@ -38,8 +47,12 @@ impl Builder {
         }
         let pending = std::mem::take(&mut self.pending);
         match self.stack.last_mut() {
-            Some(Frame::Map { items, .. }) => items.extend(pending.into_iter().map(|c| MapItem::Comment(c.text))),
-            Some(Frame::Seq { items, .. }) => items.extend(pending.into_iter().map(|c| Node::Comment(c.text))),
+            Some(Frame::Map { items, .. }) => {
+                items.extend(pending.into_iter().map(|c| MapItem::Comment(c.text)))
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.extend(pending.into_iter().map(|c| Node::Comment(c.text)))
+            }
             // Comments outside any collection (e.g. before the root) are dropped, as yaml.v3's
             // document-level comments are not part of sops' tree either.
             None => {}
@@ -49,7 +62,9 @@ impl Builder {
     /// Before a collection closes, takes the pending comments indented at least as deep as its
     /// items; shallower ones belong to an enclosing collection.
     fn flush_at_end(&mut self, col: usize) -> Vec<PendingComment> {
-        let (inner, outer): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|c| c.col >= col);
+        let (inner, outer): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|c| c.col >= col);
         self.pending = outer;
         inner
     }
@@ -78,10 +93,19 @@ impl Builder {
             Some(Frame::Map { items, key, .. }) => match key.take() {
                 None => {
                     let Node::Str(k) = node else {
-                        return Err(err_at(span, format!("mapping key is a {}, sops needs string keys", node.type_name()))
-                            .with_help("quote the key"));
+                        return Err(err_at(
+                            span,
+                            format!(
+                                "mapping key is a {}, sops needs string keys",
+                                node.type_name()
+                            ),
+                        )
+                        .with_help("quote the key"));
                     };
-                    if items.iter().any(|i| matches!(i, MapItem::Pair(existing, _) if *existing == k)) {
+                    if items
+                        .iter()
+                        .any(|i| matches!(i, MapItem::Pair(existing, _) if *existing == k))
+                    {
                         return Err(err_at(span, format!("duplicate key `{k}`")));
                     }
                     *key = Some(k);
@@ -93,7 +117,12 @@ impl Builder {
     }
 }
 
-fn scalar_node(value: &str, style: ScalarStyle, tag: Option<&granit_parser::Tag>, span: &Span) -> Result<Node, Error> {
+fn scalar_node(
+    value: &str,
+    style: ScalarStyle,
+    tag: Option<&granit_parser::Tag>,
+    span: &Span,
+) -> Result<Node, Error> {
     let empty_plain = span.start.index() == span.end.index();
     if let Some(tag) = tag {
         return match tag.core_suffix() {
@@ -124,8 +153,11 @@ fn scalar_node(value: &str, style: ScalarStyle, tag: Option<&granit_parser::Tag>
         Resolved::Time(t) => Node::Time(t),
         Resolved::Str => Node::Str(value.to_owned()),
         Resolved::BigUint => {
-            return Err(err_at(span, format!("integer `{value}` does not fit in 64 bits, sops cannot store it"))
-                .with_help("quote it to store it as a string"));
+            return Err(err_at(
+                span,
+                format!("integer `{value}` does not fit in 64 bits, sops cannot store it"),
+            )
+            .with_help("quote it to store it as a string"));
         }
     })
 }
@@ -133,7 +165,12 @@ fn scalar_node(value: &str, style: ScalarStyle, tag: Option<&granit_parser::Tag>
 /// Parses every document of `text`. Documents without content are skipped; roots are returned
 /// as they are (callers check that they are mappings).
 pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, Error> {
-    let mut b = Builder { stack: Vec::new(), pending: Vec::new(), anchors: HashMap::new(), docs: Vec::new() };
+    let mut b = Builder {
+        stack: Vec::new(),
+        pending: Vec::new(),
+        anchors: HashMap::new(),
+        docs: Vec::new(),
+    };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
@@ -148,10 +185,17 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, Error> {
                 b.pending.clear();
                 b.anchors.clear();
             }
-            Event::Comment(text, _) => b.pending.push(PendingComment { text: text.into_owned(), col: span.start.col() }),
+            Event::Comment(text, _) => b.pending.push(PendingComment {
+                text: text.into_owned(),
+                col: span.start.col(),
+            }),
             Event::Alias(id) => {
                 b.before_item(&span);
-                let node = b.anchors.get(&id).cloned().ok_or_else(|| err_at(&span, "alias to an unknown anchor"))?;
+                let node = b
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| err_at(&span, "alias to an unknown anchor"))?;
                 b.complete(node, &span)?;
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -164,11 +208,20 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, Error> {
             }
             Event::MappingStart(_, anchor, _) => {
                 b.before_item(&span);
-                b.stack.push(Frame::Map { items: Vec::new(), key: None, col: None, anchor });
+                b.stack.push(Frame::Map {
+                    items: Vec::new(),
+                    key: None,
+                    col: None,
+                    anchor,
+                });
             }
             Event::SequenceStart(_, anchor, _) => {
                 b.before_item(&span);
-                b.stack.push(Frame::Seq { items: Vec::new(), col: span.start.col(), anchor });
+                b.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    col: span.start.col(),
+                    anchor,
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let col = match b.stack.last() {
@@ -178,11 +231,15 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, Error> {
                 };
                 let inner = b.flush_at_end(col);
                 let (node, anchor) = match b.stack.pop() {
-                    Some(Frame::Map { mut items, anchor, .. }) => {
+                    Some(Frame::Map {
+                        mut items, anchor, ..
+                    }) => {
                         items.extend(inner.into_iter().map(|c| MapItem::Comment(c.text)));
                         (Node::Map(items), anchor)
                     }
-                    Some(Frame::Seq { mut items, anchor, .. }) => {
+                    Some(Frame::Seq {
+                        mut items, anchor, ..
+                    }) => {
                         items.extend(inner.into_iter().map(|c| Node::Comment(c.text)));
                         (Node::Seq(items), anchor)
                     }
@@ -217,20 +274,54 @@ mod tests {
                 MapItem::Comment(c) => format!("#{c}"),
             })
             .collect();
-        assert_eq!(shape, ["# top", "a", "# right a", "data", "# before b", "b", "d", "f"]);
+        assert_eq!(
+            shape,
+            [
+                "# top",
+                "a",
+                "# right a",
+                "data",
+                "# before b",
+                "b",
+                "d",
+                "f"
+            ]
+        );
         let data = docs[0].get("data").unwrap();
-        assert!(matches!(data, Node::Map(i) if matches!(&i[0], MapItem::Comment(c) if c == " inside")));
-        assert_eq!(data.get("l"), Some(&Node::Seq(vec![Node::Str("x".into()), Node::Comment(" in list".into()), Node::Str("y".into())])));
+        assert!(
+            matches!(data, Node::Map(i) if matches!(&i[0], MapItem::Comment(c) if c == " inside"))
+        );
+        assert_eq!(
+            data.get("l"),
+            Some(&Node::Seq(vec![
+                Node::Str("x".into()),
+                Node::Comment(" in list".into()),
+                Node::Str("y".into())
+            ]))
+        );
         assert_eq!(docs[0].get("d"), docs[0].get("b"));
         assert_eq!(docs[0].get("f"), Some(&Node::Null));
     }
 
     #[test]
     fn rejects_duplicates_and_non_string_keys() {
-        assert!(parse_documents("a: 1\na: 2\n").unwrap_err().to_string().contains("duplicate key `a`"));
-        assert!(parse_documents("1: x\n").unwrap_err().to_string().contains("string keys"));
+        assert!(
+            parse_documents("a: 1\na: 2\n")
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate key `a`")
+        );
+        assert!(
+            parse_documents("1: x\n")
+                .unwrap_err()
+                .to_string()
+                .contains("string keys")
+        );
         let err = parse_documents("a: [\n").unwrap_err();
-        assert!(err.to_string().starts_with("2:") || err.to_string().starts_with("1:"), "{err}");
+        assert!(
+            err.to_string().starts_with("2:") || err.to_string().starts_with("1:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -126,7 +126,9 @@ pub(crate) fn resolve_plain(s: &str) -> Resolved {
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
         "false" | "False" | "FALSE" => return Resolved::Bool(false),
         ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Resolved::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
         _ => {}
     }
@@ -150,10 +152,8 @@ pub(crate) fn resolve_plain(s: &str) -> Resolved {
                 }
                 None => {}
             }
-            if is_yaml_style_float(&plain) {
-                if let Some(v) = go_parse_float(&plain) {
-                    return Resolved::Float(v);
-                }
+            if let Some(v) = go_parse_float(&plain).filter(|_| is_yaml_style_float(&plain)) {
+                return Resolved::Float(v);
             }
             Resolved::Str
         }
@@ -163,13 +163,31 @@ pub(crate) fn resolve_plain(s: &str) -> Resolved {
 
 /// yaml.v3's `isOldBool`: YAML 1.1 booleans that v3 reads as strings but still quotes.
 fn is_old_bool(s: &str) -> bool {
-    matches!(s, "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF")
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "on"
+            | "On"
+            | "ON"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "off"
+            | "Off"
+            | "OFF"
+    )
 }
 
 /// yaml.v3's `isBase60Float`: `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`.
 fn is_base60_float(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.is_empty() || !(b[0] == b'-' || b[0] == b'+' || b[0].is_ascii_digit()) || !s.contains(':') {
+    if b.is_empty() || !(b[0] == b'-' || b[0] == b'+' || b[0].is_ascii_digit()) || !s.contains(':')
+    {
         return false;
     }
     let mut i = usize::from(b[0] == b'-' || b[0] == b'+');
@@ -235,8 +253,14 @@ mod tests {
         assert_eq!(resolve_plain("1.2.3"), Resolved::Str);
         assert_eq!(resolve_plain("1e400"), Resolved::Str);
         assert_eq!(resolve_plain("18446744073709551615"), Resolved::BigUint);
-        assert_eq!(resolve_plain("-9223372036854775808"), Resolved::Int(i64::MIN));
-        assert_eq!(resolve_plain("2024-01-02"), Resolved::Time("2024-01-02T00:00:00Z".into()));
+        assert_eq!(
+            resolve_plain("-9223372036854775808"),
+            Resolved::Int(i64::MIN)
+        );
+        assert_eq!(
+            resolve_plain("2024-01-02"),
+            Resolved::Time("2024-01-02T00:00:00Z".into())
+        );
         assert_eq!(resolve_plain("3.10.2"), Resolved::Str);
     }
 
