@@ -237,6 +237,11 @@ impl SchemaSet {
         s
     }
 
+    /// (group, kind) → namespaced, for every CRD in the set.
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = (&(String, String), &bool)> {
+        self.scopes.iter()
+    }
+
     /// Whether objects of this group and kind live in a namespace; `None` if unknown.
     pub fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
         self.scopes
