@@ -94,6 +94,24 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     }
 }
 
+/// Builds one kustomization directory (`dir` relative to `root`) with the in-process kustomize
+/// subset, knowing only built-in scopes (like `kubectl kustomize`). Returns the objects, or the
+/// reasons the build fails. For tests and tools that compare against `kustomize build`.
+pub fn build_kustomization(
+    root: &Path,
+    dir: &Path,
+) -> Result<Vec<serde_json::Value>, Vec<Diagnostic>> {
+    let mut tree = tree::Tree::load(root, &[]);
+    let scopes = Scopes::new();
+    let mut k = Kustomizer::new(&mut tree, &scopes);
+    match k.build_dir(dir) {
+        Some(built) if k.diagnostics.iter().all(|d| !d.is_error()) => {
+            Ok(built.objects.iter().map(|o| o.value.clone()).collect())
+        }
+        _ => Err(std::mem::take(&mut k.diagnostics)),
+    }
+}
+
 fn scopes(tree: &tree::Tree, schemas: &SchemaSet) -> Scopes {
     let mut scopes = Scopes::new();
     for ((group, kind), namespaced) in schemas.scopes() {
