@@ -11,13 +11,17 @@
 
 use std::process::ExitCode;
 
+mod schemas;
 mod util;
+mod verify;
 
 const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
   help                     print this help
+  verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
+  schemas fetch|path|status  the pinned upstream schema set (fetch once, offline afterwards)
 
 Run `cargo xtask <command> --help` for the options of one command.
 ";
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "verify" => verify::run(&mut args),
+        "schemas" => schemas::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");

@@ -227,11 +227,13 @@ fn check_schemas(
     }
     let env = cel::CelEnv::new();
     let mut cel_stats = cel::CelStats::default();
-    let mut seen: HashSet<(PathBuf, usize, String)> = HashSet::new();
+    // One check per source document: the copy Flux applies first, the standalone kustomize
+    // build of a directory only for documents no Flux Kustomization reaches.
+    let mut seen: HashSet<(PathBuf, usize)> = HashSet::new();
     let mut missing: BTreeSet<String> = BTreeSet::new();
     let objects = graph.objects.iter().map(|o| &o.obj).chain(standalone);
     for obj in objects {
-        let key = (obj.file.clone(), obj.doc, obj.value.to_string());
+        let key = (obj.file.clone(), obj.doc);
         if !seen.insert(key) {
             continue;
         }
