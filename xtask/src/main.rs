@@ -21,7 +21,7 @@ cargo xtask <command> [options]
 Commands:
   help                     print this help
   verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
-  schemas fetch|path|status  the pinned upstream schema set (fetch once, offline afterwards)
+  schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
 
 Run `cargo xtask <command> --help` for the options of one command.
 ";

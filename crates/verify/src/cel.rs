@@ -154,8 +154,15 @@ fn run_rule(
     type_name: &str,
     path: &str,
 ) -> Option<FieldError> {
-    let Some(program) = &rule.program else {
-        return Some(unevaluated(rule, path, "the rule does not compile here"));
+    let program = match rule.program() {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(unevaluated(
+                rule,
+                path,
+                &format!("the rule does not compile here ({e})"),
+            ));
+        }
     };
     if rule.transition && !rule.optional_old_self {
         // Transition rules only run on updates; a manifest is a create.
@@ -174,8 +181,8 @@ fn run_rule(
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => {
             let message = rule
-                .message_expression
-                .as_ref()
+                .message_expression()
+                .and_then(Result::ok)
                 .and_then(|m| match m.execute(&scope) {
                     Ok(cel::Value::String(s)) if !s.trim().is_empty() => Some((*s).clone()),
                     _ => None,

@@ -572,20 +572,22 @@ impl<'a> Ctx<'a> {
                             }
                         }
                     }
-                } else if kind == "Service" && group.is_empty() {
-                    if self.find("", "Service", &bns, name).is_none() && self.judgeable(&bns) {
-                        self.error(
-                            "mcp_backend_missing",
-                            route,
-                            &path,
-                            format!(
-                                "MCPRoute {}/{} uses Service {bns}/{name}, which does not exist",
-                                ns(route),
-                                route.name()
-                            ),
-                            "point the backendRef at an existing Service (with `port`) or at an Envoy Gateway Backend",
-                        );
-                    }
+                } else if kind == "Service"
+                    && group.is_empty()
+                    && self.find("", "Service", &bns, name).is_none()
+                    && self.judgeable(&bns)
+                {
+                    self.error(
+                        "mcp_backend_missing",
+                        route,
+                        &path,
+                        format!(
+                            "MCPRoute {}/{} uses Service {bns}/{name}, which does not exist",
+                            ns(route),
+                            route.name()
+                        ),
+                        "point the backendRef at an existing Service (with `port`) or at an Envoy Gateway Backend",
+                    );
                 }
                 if let Some(r) = br.pointer("/securityPolicy/apiKey/secretRef") {
                     let p = format!("{path}.securityPolicy.apiKey.secretRef");
@@ -934,7 +936,7 @@ impl<'a> Ctx<'a> {
         for route in self.all(GWAPI, "HTTPRoute") {
             for (r, rule) in arr(&route.value, "/spec/rules").iter().enumerate() {
                 for (b, br) in arr(rule, "/backendRefs").iter().enumerate() {
-                    if s(br, "/group").unwrap_or("") != ""
+                    if !s(br, "/group").unwrap_or("").is_empty()
                         || s(br, "/kind").unwrap_or("Service") != "Service"
                     {
                         continue;

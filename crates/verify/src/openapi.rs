@@ -6,6 +6,7 @@
 //! only) are resolved into node ids, so recursive types are fine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use kube_cel::cel;
 use regex::Regex;
@@ -68,18 +69,57 @@ pub(crate) enum ListType {
     Map,
 }
 
-/// One compiled `x-kubernetes-validations` entry.
+/// One `x-kubernetes-validations` entry. Its CEL programs are compiled the first time the rule
+/// is evaluated (most rules of a large CRD guard fields an object never sets), then kept.
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub(crate) rule: String,
-    /// `None` when the rule did not compile (the reason is in `Graph::compile_errors`).
-    pub(crate) program: Option<cel::Program>,
+    program: OnceLock<Result<cel::Program, String>>,
     pub(crate) message: Option<String>,
-    pub(crate) message_expression: Option<cel::Program>,
+    message_expression_text: Option<String>,
+    message_expression: OnceLock<Option<Result<cel::Program, String>>>,
     pub(crate) reason: Option<String>,
     pub(crate) field_path: Option<String>,
     pub(crate) transition: bool,
     pub(crate) optional_old_self: bool,
+}
+
+impl Rule {
+    /// The compiled rule, or why it does not compile.
+    pub(crate) fn program(&self) -> Result<&cel::Program, &str> {
+        self.program
+            .get_or_init(|| cel::Program::compile(&self.rule).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// The compiled `messageExpression`, if the rule has one.
+    pub(crate) fn message_expression(&self) -> Option<Result<&cel::Program, &str>> {
+        self.message_expression
+            .get_or_init(|| {
+                self.message_expression_text
+                    .as_ref()
+                    .map(|e| cel::Program::compile(e).map_err(|err| err.to_string()))
+            })
+            .as_ref()
+            .map(|r| r.as_ref().map_err(String::as_str))
+    }
+}
+
+/// A `pattern`, compiled on first use.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    pub(crate) text: String,
+    re: OnceLock<Result<Regex, String>>,
+}
+
+impl Pattern {
+    pub(crate) fn regex(&self) -> Result<&Regex, &str> {
+        self.re
+            .get_or_init(|| Regex::new(&self.text).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 #[derive(Debug)]
@@ -91,8 +131,7 @@ pub(crate) struct SchemaNode {
     pub(crate) preserve_unknown: bool,
     pub(crate) embedded: bool,
     pub(crate) enumeration: Vec<Value>,
-    pub(crate) pattern: Option<Regex>,
-    pub(crate) pattern_text: Option<String>,
+    pub(crate) pattern: Option<Pattern>,
     pub(crate) min_length: Option<u64>,
     pub(crate) max_length: Option<u64>,
     pub(crate) min_items: Option<u64>,
@@ -132,7 +171,6 @@ impl SchemaNode {
             embedded: false,
             enumeration: Vec::new(),
             pattern: None,
-            pattern_text: None,
             min_length: None,
             max_length: None,
             min_items: None,
@@ -171,15 +209,36 @@ impl SchemaNode {
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
     pub(crate) nodes: Vec<SchemaNode>,
-    /// Number of `x-kubernetes-validations` rules compiled (successfully or not).
+    /// Number of `x-kubernetes-validations` rules.
     pub(crate) rule_count: usize,
-    /// Rules or patterns that did not compile: `<schema path>: <rule>: <error>`.
+    /// Unresolved `$ref`s.
     pub(crate) compile_errors: Vec<String>,
 }
 
 impl Graph {
     pub(crate) fn node(&self, id: NodeId) -> &SchemaNode {
         &self.nodes[id]
+    }
+
+    /// Compiles every rule, message expression and pattern now; returns what does not compile.
+    pub(crate) fn compile_everything(&self) -> Vec<String> {
+        let mut errors = self.compile_errors.clone();
+        for n in &self.nodes {
+            for r in &n.rules {
+                if let Err(e) = r.program() {
+                    errors.push(format!("rule {:?}: {e}", r.rule));
+                }
+                if let Some(Err(e)) = r.message_expression() {
+                    errors.push(format!("messageExpression of rule {:?}: {e}", r.rule));
+                }
+            }
+            if let Some(p) = &n.pattern
+                && let Err(e) = p.regex()
+            {
+                errors.push(format!("pattern {:?}: {e}", p.text));
+            }
+        }
+        errors
     }
 }
 
@@ -293,14 +352,10 @@ impl<'a> Compiler<'a> {
             n.enumeration = values.clone();
         }
         if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
-            match Regex::new(p) {
-                Ok(re) => n.pattern = Some(re),
-                Err(e) => self
-                    .graph
-                    .compile_errors
-                    .push(format!("{path}: pattern {p:?}: {e}")),
-            }
-            n.pattern_text = Some(p.to_owned());
+            n.pattern = Some(Pattern {
+                text: p.to_owned(),
+                re: OnceLock::new(),
+            });
         }
         let uint = |k: &str| obj.get(k).and_then(Value::as_u64);
         n.min_length = uint("minLength");
@@ -368,49 +423,28 @@ impl<'a> Compiler<'a> {
             .and_then(Value::as_array)
         {
             for raw in rules {
-                let rule = self.rule(raw, path);
+                let rule = self.rule(raw);
                 n.rules.push(rule);
             }
         }
         n
     }
 
-    fn rule(&mut self, raw: &Value, path: &str) -> Rule {
+    fn rule(&mut self, raw: &Value) -> Rule {
         self.graph.rule_count += 1;
         let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         let rule = text("rule").unwrap_or_default();
-        let program = match cel::Program::compile(&rule) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.graph
-                    .compile_errors
-                    .push(format!("{path}: rule {rule:?}: {e}"));
-                None
-            }
-        };
-        let message_expression = match text("messageExpression") {
-            Some(expr) => match cel::Program::compile(&expr) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.graph
-                        .compile_errors
-                        .push(format!("{path}: messageExpression {expr:?}: {e}"));
-                    None
-                }
-            },
-            None => None,
-        };
-        let transition = program
-            .as_ref()
-            .is_some_and(|p| p.references().has_variable("oldSelf"));
         Rule {
+            // A rule that mentions `oldSelf` is a transition rule (Kubernetes decides the same
+            // from the compiled program; the text is enough and keeps compilation lazy).
+            transition: rule.contains("oldSelf"),
             rule,
-            program,
+            program: OnceLock::new(),
             message: text("message"),
-            message_expression,
+            message_expression_text: text("messageExpression"),
+            message_expression: OnceLock::new(),
             reason: text("reason"),
             field_path: text("fieldPath"),
-            transition,
             optional_old_self: raw.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
         }
     }
@@ -479,10 +513,10 @@ mod tests {
         let root = c.add(&s, "");
         let g = c.finish();
         assert_eq!(g.rule_count, 2);
-        assert_eq!(g.compile_errors.len(), 1);
         assert!(g.node(root).rules_below);
         let spec = g.node(root).properties["spec"];
-        assert!(g.node(spec).rules[0].program.is_some());
-        assert!(g.node(spec).rules[1].program.is_none());
+        assert!(g.node(spec).rules[0].program().is_ok());
+        assert!(g.node(spec).rules[1].program().is_err());
+        assert_eq!(g.compile_everything().len(), 1);
     }
 }

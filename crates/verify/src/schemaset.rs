@@ -151,16 +151,8 @@ impl SchemaSet {
             error,
         })?;
         files.sort();
-        for (path, rel) in files {
-            let name = rel.to_string_lossy().replace('\\', "/");
-            if name.ends_with(".json") {
-                set.add_openapi(&path, name);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                if name == "SOURCES.yaml" {
-                    continue;
-                }
-                set.add_crd_file(&path, &name);
-            }
+        for parsed in parse_all(&files) {
+            set.add(parsed);
         }
         if set.crds.is_empty() && set.builtins.is_empty() {
             return Err(SchemaSetError::NoSchemas {
@@ -197,7 +189,8 @@ impl SchemaSet {
         let mut check_functions = |graph: &Graph, source: &str, s: &mut CompileSummary| {
             for node in &graph.nodes {
                 for rule in &node.rules {
-                    let programs = rule.program.iter().chain(rule.message_expression.iter());
+                    let message = rule.message_expression().and_then(Result::ok);
+                    let programs = rule.program().ok().into_iter().chain(message);
                     for p in programs {
                         for f in env.missing_functions(p, &mut probed) {
                             s.unavailable
@@ -214,25 +207,25 @@ impl SchemaSet {
             let c = compiled_crd(crd);
             s.crd_versions += 1;
             s.rules += c.graph.rule_count;
-            check_functions(&c.graph, &crd.source, &mut s);
             s.errors.extend(
                 c.graph
-                    .compile_errors
+                    .compile_everything()
                     .iter()
                     .map(|e| format!("{} ({gvk}): {e}", crd.source)),
             );
+            check_functions(&c.graph, &crd.source, &mut s);
         }
         for doc in &self.builtins {
             let (graph, roots) = compiled_openapi(doc);
             s.builtin_kinds += roots.len();
             s.rules += graph.rule_count;
-            check_functions(graph, &doc.source, &mut s);
             s.errors.extend(
                 graph
-                    .compile_errors
+                    .compile_everything()
                     .iter()
                     .map(|e| format!("{}: {e}", doc.source)),
             );
+            check_functions(graph, &doc.source, &mut s);
         }
         s
     }
@@ -287,104 +280,182 @@ impl SchemaSet {
         })
     }
 
-    fn add_crd_file(&mut self, path: &Path, name: &str) {
-        let loaded = yaml::load_file(path, Path::new(name), Limits::MANIFESTS);
-        for d in &loaded.diagnostics {
-            self.problems.push(d.headline());
+    fn add(&mut self, parsed: Parsed) {
+        match parsed {
+            Parsed::Crds {
+                versions,
+                scopes,
+                problems,
+            } => {
+                self.problems.extend(problems);
+                self.scopes.extend(scopes);
+                self.crds.extend(versions);
+            }
+            Parsed::OpenApi { doc, gvks } => {
+                let idx = self.builtins.len();
+                for (gvk, component) in gvks {
+                    self.builtin_index.entry(gvk).or_insert((idx, component));
+                }
+                self.builtins.push(doc);
+            }
+            Parsed::Problem(p) => self.problems.push(p),
+            Parsed::Nothing => {}
         }
-        for doc in loaded.documents {
-            if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+    }
+}
+
+/// One schema file, read and indexed (independently of the others, so files load in parallel).
+enum Parsed {
+    Crds {
+        versions: Vec<(Gvk, CrdVersion)>,
+        scopes: Vec<((String, String), bool)>,
+        problems: Vec<String>,
+    },
+    OpenApi {
+        doc: OpenApiDoc,
+        gvks: Vec<(Gvk, String)>,
+    },
+    Problem(String),
+    Nothing,
+}
+
+fn parse_file(path: &Path, name: &str) -> Parsed {
+    if name.ends_with(".json") {
+        parse_openapi(path, name)
+    } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "SOURCES.yaml" {
+        parse_crds(path, name)
+    } else {
+        Parsed::Nothing
+    }
+}
+
+fn parse_crds(path: &Path, name: &str) -> Parsed {
+    let loaded = yaml::load_file(path, Path::new(name), Limits::MANIFESTS);
+    let mut problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.headline()).collect();
+    let mut versions = Vec::new();
+    let mut scopes = Vec::new();
+    for doc in loaded.documents {
+        if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+            continue;
+        }
+        let mut crd = doc.to_json();
+        let spec = &mut crd["spec"];
+        let group = spec["group"].as_str().unwrap_or_default().to_owned();
+        let kind = spec["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let namespaced = spec["scope"].as_str() != Some("Cluster");
+        scopes.push(((group.clone(), kind.clone()), namespaced));
+        let Some(list) = spec["versions"].as_array_mut() else {
+            problems.push(format!("{name}: CRD {kind} has no spec.versions"));
+            continue;
+        };
+        for v in list {
+            let version = v["name"].as_str().unwrap_or_default().to_owned();
+            let schema = v["schema"]["openAPIV3Schema"].take();
+            if schema.is_null() {
+                problems.push(format!("{name}: {kind} {version} has no openAPIV3Schema"));
                 continue;
             }
-            let crd = doc.to_json();
-            let spec = &crd["spec"];
-            let group = spec["group"].as_str().unwrap_or_default().to_owned();
-            let kind = spec["names"]["kind"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let namespaced = spec["scope"].as_str() != Some("Cluster");
-            self.scopes
-                .insert((group.clone(), kind.clone()), namespaced);
-            let Some(versions) = spec["versions"].as_array() else {
-                self.problems
-                    .push(format!("{name}: CRD {kind} has no spec.versions"));
-                continue;
-            };
-            for v in versions {
-                let version = v["name"].as_str().unwrap_or_default().to_owned();
-                let schema = v["schema"]["openAPIV3Schema"].clone();
-                if schema.is_null() {
-                    self.problems
-                        .push(format!("{name}: {kind} {version} has no openAPIV3Schema"));
-                    continue;
-                }
-                let gvk = Gvk {
+            versions.push((
+                Gvk {
                     group: group.clone(),
                     version,
                     kind: kind.clone(),
-                };
-                self.crds.insert(
-                    gvk,
-                    CrdVersion {
-                        source: name.to_owned(),
-                        served: v["served"].as_bool().unwrap_or(true),
-                        schema,
-                        compiled: OnceLock::new(),
-                    },
-                );
-            }
+                },
+                CrdVersion {
+                    source: name.to_owned(),
+                    served: v["served"].as_bool().unwrap_or(true),
+                    schema,
+                    compiled: OnceLock::new(),
+                },
+            ));
         }
     }
+    Parsed::Crds {
+        versions,
+        scopes,
+        problems,
+    }
+}
 
-    fn add_openapi(&mut self, path: &Path, name: String) {
-        let document: Value = match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(v) => v,
-            Err(e) => {
-                self.problems.push(format!("{name}: {e}"));
-                return;
-            }
-        };
-        let Some(schemas) = document
-            .pointer("/components/schemas")
-            .and_then(Value::as_object)
+fn parse_openapi(path: &Path, name: &str) -> Parsed {
+    let document: Value = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => return Parsed::Problem(format!("{name}: {e}")),
+    };
+    let Some(schemas) = document
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+    else {
+        return Parsed::Problem(format!("{name}: not an OpenAPI v3 document"));
+    };
+    let mut gvks = Vec::new();
+    for (component, s) in schemas {
+        let Some(list) = s
+            .get("x-kubernetes-group-version-kind")
+            .and_then(Value::as_array)
         else {
-            self.problems
-                .push(format!("{name}: not an OpenAPI v3 document"));
-            return;
+            continue;
         };
-        let idx = self.builtins.len();
-        for (component, s) in schemas {
-            let Some(gvks) = s
-                .get("x-kubernetes-group-version-kind")
-                .and_then(Value::as_array)
-            else {
-                continue;
-            };
-            // Only real resources: they carry `metadata`.
-            if s.pointer("/properties/metadata").is_none() {
-                continue;
-            }
-            for g in gvks {
-                let gvk = Gvk {
-                    group: g["group"].as_str().unwrap_or_default().to_owned(),
-                    version: g["version"].as_str().unwrap_or_default().to_owned(),
-                    kind: g["kind"].as_str().unwrap_or_default().to_owned(),
-                };
-                self.builtin_index
-                    .entry(gvk)
-                    .or_insert((idx, component.clone()));
-            }
+        // Only real resources: they carry `metadata`.
+        if s.pointer("/properties/metadata").is_none() {
+            continue;
         }
-        self.builtins.push(OpenApiDoc {
-            source: name,
+        for g in list {
+            let gvk = Gvk {
+                group: g["group"].as_str().unwrap_or_default().to_owned(),
+                version: g["version"].as_str().unwrap_or_default().to_owned(),
+                kind: g["kind"].as_str().unwrap_or_default().to_owned(),
+            };
+            gvks.push((gvk, component.clone()));
+        }
+    }
+    Parsed::OpenApi {
+        doc: OpenApiDoc {
+            source: name.to_owned(),
             document,
             compiled: OnceLock::new(),
-        });
+        },
+        gvks,
     }
+}
+
+/// Parses `files` on all available cores; results come back in input order.
+fn parse_all(files: &[(PathBuf, PathBuf)]) -> Vec<Parsed> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Parsed)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, rel)) = files.get(i) else {
+                            break;
+                        };
+                        let name = rel.to_string_lossy().replace('\\', "/");
+                        out.push((i, parse_file(path, &name)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, p)| p).collect()
 }
 
 pub(crate) fn compiled_crd(crd: &CrdVersion) -> &Compiled {

@@ -306,18 +306,15 @@ impl<'g> Checker<'g> {
                 format!("{} in body should be at least {min} chars long", at(path)),
             );
         }
-        if let Some(re) = &n.pattern
+        if let Some(pattern) = &n.pattern
+            && let Ok(re) = pattern.regex()
             && !re.is_match(s)
         {
             self.err(
                 path,
                 FieldErrorKind::Invalid,
                 quote(s),
-                format!(
-                    "{} in body should match '{}'",
-                    at(path),
-                    n.pattern_text.as_deref().unwrap_or_default()
-                ),
+                format!("{} in body should match '{}'", at(path), pattern.text),
             );
         }
         let format_ok = match n.format {

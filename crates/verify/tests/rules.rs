@@ -157,6 +157,56 @@ fn kustomization_lists_a_file_twice() {
     );
 }
 
+#[test]
+fn kustomizations_that_include_each_other() {
+    let t = tree::base();
+    t.mutate(&format!("{AI}/redis/app/kustomization.yaml"), |d| {
+        d[0]["resources"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("../../redis/app"));
+    });
+    let r = t.verify();
+    assert!(
+        !r.with_code("verify::kustomize_cycle").is_empty(),
+        "{}",
+        tree::dump(&r)
+    );
+}
+
+#[test]
+fn patch_without_target_that_matches_nothing() {
+    let t = tree::base();
+    t.mutate(&format!("{AI}/redis/app/kustomization.yaml"), |d| {
+        d[0]["patches"] = json!([{"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: valkey\nspec:\n  replicas: 2\n"}]);
+    });
+    let r = t.verify();
+    expect(&r, &["verify::kustomize_patch"]);
+}
+
+#[test]
+fn patches_are_applied_before_validation() {
+    // A patch that breaks the schema is caught on the patched object, at the patched file.
+    let t = tree::base();
+    t.mutate(&format!("{AI}/redis/app/kustomization.yaml"), |d| {
+        d[0]["patches"] = json!([{
+            "target": {"kind": "Deployment", "name": "redis"},
+            "patch": "- op: replace\n  path: /spec/replicas\n  value: many\n"
+        }]);
+    });
+    let r = t.verify();
+    expect(&r, &["verify::schema"]);
+    let d = first(&r, "verify::schema");
+    assert_eq!(d.path, "spec.replicas");
+    assert!(
+        d.location
+            .as_ref()
+            .unwrap()
+            .file
+            .ends_with("redis/app/redis.yaml")
+    );
+}
+
 // ---- Flux graph ----------------------------------------------------------------------------
 
 #[test]
