@@ -69,6 +69,8 @@ pub(crate) fn resolve(k: &mut Kustomizer<'_>, config: &VerifyConfig) -> FluxGrap
             target_namespace: None,
             patches: Vec::new(),
             components: Vec::new(),
+            name_prefix: String::new(),
+            name_suffix: String::new(),
             at: None,
         },
     )];
@@ -88,19 +90,7 @@ pub(crate) fn resolve(k: &mut Kustomizer<'_>, config: &VerifyConfig) -> FluxGrap
     }
     let mut head = 0;
     while head < queue.len() {
-        let (owner, path, overrides) = {
-            let (o, p, ov) = &queue[head];
-            (
-                *o,
-                p.clone(),
-                FluxOverrides {
-                    target_namespace: ov.target_namespace.clone(),
-                    patches: ov.patches.clone(),
-                    components: ov.components.clone(),
-                    at: ov.at.clone(),
-                },
-            )
-        };
+        let (owner, path, overrides) = queue[head].clone();
         head += 1;
         let Some(built) = k.build_flux(&path, &overrides) else {
             continue;
@@ -219,6 +209,16 @@ fn follow(
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
                 .collect(),
+            name_prefix: spec
+                .get("namePrefix")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name_suffix: spec
+                .get("nameSuffix")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             at: locate(tree, obj, "spec.path"),
         },
     ))

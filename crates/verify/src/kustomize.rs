@@ -154,12 +154,16 @@ pub(crate) struct Built {
 }
 
 /// Extra inputs a Flux Kustomization adds to the build of its path.
+#[derive(Clone, Debug)]
 pub(crate) struct FluxOverrides {
     pub(crate) target_namespace: Option<String>,
     /// `spec.patches` entries (`patch` + optional `target`) as JSON.
     pub(crate) patches: Vec<Value>,
     /// `spec.components`, relative to the path.
     pub(crate) components: Vec<String>,
+    /// `spec.namePrefix` / `spec.nameSuffix`.
+    pub(crate) name_prefix: String,
+    pub(crate) name_suffix: String,
     /// Where the Flux Kustomization is declared (for messages).
     pub(crate) at: Option<Location>,
 }
@@ -305,6 +309,8 @@ impl<'t> Kustomizer<'t> {
         if let Some(ns) = &flux.target_namespace {
             spec.namespace = Some(ns.clone());
         }
+        spec.name_prefix = format!("{}{}", flux.name_prefix, spec.name_prefix);
+        spec.name_suffix = format!("{}{}", spec.name_suffix, flux.name_suffix);
         for c in &flux.components {
             spec.components.push((c.clone(), flux.at.clone()));
         }

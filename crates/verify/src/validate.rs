@@ -611,6 +611,33 @@ mod tests {
     }
 
     #[test]
+    fn nullable_preserve_unknown_and_embedded_resources() {
+        let schema = json!({"type": "object", "properties": {
+            "opt": {"type": "string", "nullable": true},
+            "strict": {"type": "string"},
+            "defaulted": {"type": "string", "default": "d"},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "embedded": {"type": "object", "x-kubernetes-embedded-resource": true,
+                         "properties": {"spec": {"type": "object"}}}}});
+        let (errs, obj) = run(
+            schema.clone(),
+            json!({"opt": null, "strict": null, "defaulted": null,
+                   "free": {"anything": {"goes": [1, 2]}},
+                   "embedded": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "spec": {}}}),
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        // A nullable null stays; a non-nullable null is dropped, or replaced by its default.
+        assert_eq!(obj["opt"], Value::Null);
+        assert!(obj.get("strict").is_none());
+        assert_eq!(obj["defaulted"], "d");
+        let (errs, _) = run(
+            schema,
+            json!({"embedded": {"apiVersion": "v1", "other": 1}}),
+        );
+        assert_eq!(errs, vec!["unknown field \"embedded.other\""]);
+    }
+
+    #[test]
     fn list_types_flag_duplicates() {
         let schema = json!({"type": "object", "properties": {
             "set": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},

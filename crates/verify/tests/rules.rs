@@ -286,6 +286,18 @@ fn object_file_that_nothing_applies() {
 }
 
 #[test]
+fn kustomization_from_another_source_is_not_followed() {
+    let t = tree::base();
+    t.mutate(&format!("{AI}/redis/ks.yaml"), |d| {
+        d[0]["spec"]["sourceRef"] = json!({"kind": "OCIRepository", "name": "redis-manifests"});
+    });
+    let r = t.verify();
+    // Nothing in this repository builds redis/app any more.
+    expect(&r, &["verify::not_applied", "verify::ratelimit_redis"]);
+    assert_eq!(r.with_code("verify::flux_source_external").len(), 1);
+}
+
+#[test]
 fn helmrelease_chart_source_is_missing() {
     let t = tree::base();
     t.mutate(AIGW_HR, |d| {
@@ -477,9 +489,8 @@ fn lesson_3_tls_backend_without_backend_tls_policy() {
 #[test]
 fn backend_tls_policy_for_another_hostname() {
     let t = tree::base();
-    t.mutate(BACKENDS, |d| {
-        doc(d, "BackendTLSPolicy", "azure-primary-tls")["spec"]["validation"]["hostname"] =
-            json!("test-resource.cognitiveservices.azure.com");
+    t.mutate_object("BackendTLSPolicy", "azure-primary-tls", |p| {
+        p["spec"]["validation"]["hostname"] = json!("test-resource.cognitiveservices.azure.com");
     });
     let r = t.verify();
     expect(&r, &["verify::backend_tls_hostname"]);

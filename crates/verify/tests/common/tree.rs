@@ -41,6 +41,45 @@ impl TempTree {
         self
     }
 
+    /// Rewrites the object of `kind` named `name`, wherever it is in the tree (so tests do not
+    /// depend on the file layout of the base tree).
+    pub fn mutate_object(
+        &self,
+        kind: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> &TempTree {
+        let file = self
+            .find_object(kind, name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in the tree"));
+        self.mutate(&file, |docs| edit(doc(docs, kind, name)));
+        self
+    }
+
+    /// The file (relative) holding the object of `kind` named `name`.
+    pub fn find_object(&self, kind: &str, name: &str) -> Option<String> {
+        let mut stack = vec![self.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let mut entries: Vec<_> = std::fs::read_dir(&dir).ok()?.flatten().collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml") {
+                    let found = super::load_json(&p)
+                        .iter()
+                        .any(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+                    if found {
+                        let rel = p.strip_prefix(self.path()).ok()?;
+                        return Some(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Replaces a file's text.
     pub fn write(&self, file: &str, text: &str) -> &TempTree {
         let path = self.path().join(file);
