@@ -734,6 +734,21 @@ impl<'t> Kustomizer<'t> {
                 ok = false;
                 continue;
             }
+            if self.stack.contains(&rel) {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "verify::kustomize_cycle",
+                        "",
+                        format!(
+                            "component `{comp}` includes itself (through {})",
+                            spec.dir.display()
+                        ),
+                    )
+                    .at(here(at)),
+                );
+                ok = false;
+                continue;
+            }
             let Some(cspec) = self.read_spec(&rel, true) else {
                 ok = false;
                 continue;

@@ -175,6 +175,20 @@ fn kustomizations_that_include_each_other() {
 }
 
 #[test]
+fn component_that_includes_itself() {
+    let t = tree::base();
+    t.mutate("kubernetes/components/sops/kustomization.yaml", |d| {
+        d[0]["components"] = json!(["../sops"]);
+    });
+    let r = t.verify();
+    assert!(
+        !r.with_code("verify::kustomize_cycle").is_empty(),
+        "{}",
+        tree::dump(&r)
+    );
+}
+
+#[test]
 fn patch_without_target_that_matches_nothing() {
     let t = tree::base();
     t.mutate(&format!("{AI}/redis/app/kustomization.yaml"), |d| {
