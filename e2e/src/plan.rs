@@ -36,11 +36,19 @@ pub const OCI_REPOSITORY: &str = "e2e/rendered";
 /// Port of every mock's admin listener (reached from the runner on the container IP).
 pub const ADMIN_PORT: u16 = 9000;
 /// Names of the mock tools every MCP mock serves; the tool filter decides which are visible.
-pub const MCP_TOOLS: &[&str] = &["list_issues", "get_issue", "create_pull_request", "search_code"];
+pub const MCP_TOOLS: &[&str] = &[
+    "list_issues",
+    "get_issue",
+    "create_pull_request",
+    "search_code",
+];
 
 /// The parts of `e2e/cluster.yaml` the harness needs (the plaintext the mocks must expect).
 #[derive(Debug, Clone, Deserialize)]
 pub struct E2eConfig {
+    /// `${SECRET_DOMAIN}` in the rendered files (Flux substitutes it from `cluster-secrets`).
+    #[serde(default)]
+    pub cloudflare_domain: String,
     #[serde(default)]
     pub ai_gateway_azure_deployments: Vec<AzureDeployment>,
     #[serde(default)]
@@ -67,7 +75,8 @@ pub struct McpServer {
 
 impl E2eConfig {
     pub fn load(path: &Path) -> Result<E2eConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
         serde_saphyr::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
     }
 }
@@ -75,21 +84,42 @@ impl E2eConfig {
 /// A mock container to start.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MockSpec {
-    Azure { name: String, hostname: String, port: u16, api_key: String, deployments: Vec<String> },
-    Mcp { name: String, hostname: String, port: u16, path: String, api_key: Option<String>, api_key_header: Option<String> },
-    Oci { name: String, hostname: String, port: u16 },
+    Azure {
+        name: String,
+        hostname: String,
+        port: u16,
+        api_key: String,
+        deployments: Vec<String>,
+    },
+    Mcp {
+        name: String,
+        hostname: String,
+        port: u16,
+        path: String,
+        api_key: Option<String>,
+        api_key_header: Option<String>,
+    },
+    Oci {
+        name: String,
+        hostname: String,
+        port: u16,
+    },
 }
 
 impl MockSpec {
     pub fn name(&self) -> &str {
         match self {
-            MockSpec::Azure { name, .. } | MockSpec::Mcp { name, .. } | MockSpec::Oci { name, .. } => name,
+            MockSpec::Azure { name, .. }
+            | MockSpec::Mcp { name, .. }
+            | MockSpec::Oci { name, .. } => name,
         }
     }
 
     pub fn hostname(&self) -> &str {
         match self {
-            MockSpec::Azure { hostname, .. } | MockSpec::Mcp { hostname, .. } | MockSpec::Oci { hostname, .. } => hostname,
+            MockSpec::Azure { hostname, .. }
+            | MockSpec::Mcp { hostname, .. }
+            | MockSpec::Oci { hostname, .. } => hostname,
         }
     }
 }
@@ -108,20 +138,46 @@ pub struct CheckSpec {
 /// A traffic check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrafficSpec {
-    Route { model: String, backend: String, deployment: String },
-    UnknownModel { model: String },
-    Failover { model: String, stop: String, expect: String },
-    Budget { header: String, limit: u64, cost: CostType, model: String, backend: String },
-    Mcp { route: String, path: String, backends: Vec<String> },
+    Route {
+        model: String,
+        backend: String,
+        deployment: String,
+    },
+    UnknownModel {
+        model: String,
+    },
+    Failover {
+        model: String,
+        stop: String,
+        expect: String,
+    },
+    Budget {
+        header: String,
+        limit: u64,
+        cost: CostType,
+        model: String,
+        backend: String,
+    },
+    Mcp {
+        route: String,
+        path: String,
+        backends: Vec<String>,
+    },
 }
 
 /// One thing the harness does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Run this program with these arguments (and these extra environment variables).
-    Run { program: String, args: Vec<String>, env: Vec<(String, String)> },
+    Run {
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
     /// Write the `docker save` archive of the static mock binary and `docker load` it.
-    LoadMockImage { binary: PathBuf },
+    LoadMockImage {
+        binary: PathBuf,
+    },
     /// Pack the rendered `kubernetes/` tree as the Flux artifact the OCI mock serves.
     PackArtifact,
     StartMock(MockSpec),
@@ -130,11 +186,20 @@ pub enum Action {
     /// MetalLB address pool carved out of the kind docker network.
     MetalLbPool,
     /// Secret `sops-age` in `flux-system` from the age key (via the API, never a file).
-    AgeSecret { key_file: PathBuf },
+    AgeSecret {
+        key_file: PathBuf,
+    },
     /// Apply a generated object (server-side apply through the API).
-    Apply { what: String, object: Value },
+    Apply {
+        what: String,
+        object: Value,
+    },
     /// Wait until a Flux Kustomization is Ready.
-    WaitKustomization { namespace: String, name: String, minutes: u64 },
+    WaitKustomization {
+        namespace: String,
+        name: String,
+        minutes: u64,
+    },
     Check(CheckSpec),
     Traffic(TrafficSpec),
 }
@@ -154,7 +219,11 @@ pub struct Plan {
 }
 
 fn run(program: &str, args: &[&str]) -> Action {
-    Action::Run { program: program.to_owned(), args: args.iter().map(|a| (*a).to_owned()).collect(), env: Vec::new() }
+    Action::Run {
+        program: program.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: Vec::new(),
+    }
 }
 
 /// Where things live for one run.
@@ -176,17 +245,35 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
 
     // Mock image: the e2e crate's own binary, linked statically, wrapped without a base image.
     let target = "x86_64-unknown-linux-gnu";
-    let binary = layout.workspace.join("target/e2e-static").join(target).join("release/e2e-mock");
+    let binary = layout
+        .workspace
+        .join("target/e2e-static")
+        .join(target)
+        .join("release/e2e-mock");
     steps.push(Step {
         title: "Build the mock upstream image (static binary, no base image)".into(),
         actions: vec![
             Action::Run {
                 program: "cargo".into(),
-                args: ["build", "--package", "e2e", "--release", "--bin", "e2e-mock", "--target", target, "--target-dir"]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain([layout.workspace.join("target/e2e-static").display().to_string()])
-                    .collect(),
+                args: [
+                    "build",
+                    "--package",
+                    "e2e",
+                    "--release",
+                    "--bin",
+                    "e2e-mock",
+                    "--target",
+                    target,
+                    "--target-dir",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain([layout
+                    .workspace
+                    .join("target/e2e-static")
+                    .display()
+                    .to_string()])
+                .collect(),
                 env: vec![("RUSTFLAGS".into(), "-C target-feature=+crt-static".into())],
             },
             Action::LoadMockImage { binary },
@@ -196,8 +283,23 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
     steps.push(Step {
         title: "Create the kind cluster".into(),
         actions: vec![
-            run("kind", &["create", "cluster", "--name", CLUSTER, "--image", KIND_NODE_IMAGE, "--wait", "180s"]),
-            run("kind", &["load", "docker-image", MOCK_IMAGE, "--name", CLUSTER]),
+            run(
+                "kind",
+                &[
+                    "create",
+                    "cluster",
+                    "--name",
+                    CLUSTER,
+                    "--image",
+                    KIND_NODE_IMAGE,
+                    "--wait",
+                    "180s",
+                ],
+            ),
+            run(
+                "kind",
+                &["load", "docker-image", MOCK_IMAGE, "--name", CLUSTER],
+            ),
         ],
     });
 
@@ -212,7 +314,12 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
             .ai_gateway_azure_deployments
             .iter()
             .find(|d| d.host == backend.host.hostname)
-            .ok_or_else(|| format!("rendered Backend host `{}` is not in the e2e config", backend.host.hostname))?;
+            .ok_or_else(|| {
+                format!(
+                    "rendered Backend host `{}` is not in the e2e config",
+                    backend.host.hostname
+                )
+            })?;
         mocks.push(MockSpec::Azure {
             name: format!("azure-{}", deployment.name),
             hostname: backend.host.hostname.clone(),
@@ -223,7 +330,10 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
     }
     for route in &view.mcp {
         for backend in &route.backends {
-            let server = config.ai_gateway_mcp_servers.iter().find(|s| s.host == backend.host.hostname);
+            let server = config
+                .ai_gateway_mcp_servers
+                .iter()
+                .find(|s| s.host == backend.host.hostname);
             mocks.push(MockSpec::Mcp {
                 name: format!("mcp-{}", backend.name),
                 hostname: backend.host.hostname.clone(),
@@ -234,7 +344,11 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
             });
         }
     }
-    mocks.push(MockSpec::Oci { name: "oci".into(), hostname: OCI_HOST.into(), port: OCI_PORT });
+    mocks.push(MockSpec::Oci {
+        name: "oci".into(),
+        hostname: OCI_HOST.into(),
+        port: OCI_PORT,
+    });
     let mut mock_actions = vec![Action::PackArtifact];
     mock_actions.extend(mocks.iter().cloned().map(Action::StartMock));
     mock_actions.push(Action::PatchCoreDns);
@@ -243,13 +357,37 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         actions: mock_actions,
     });
 
-    let metallb = format!("https://raw.githubusercontent.com/metallb/metallb/{METALLB_VERSION}/config/manifests/metallb-native.yaml");
+    let metallb = format!(
+        "https://raw.githubusercontent.com/metallb/metallb/{METALLB_VERSION}/config/manifests/metallb-native.yaml"
+    );
     steps.push(Step {
         title: "LoadBalancer addresses (MetalLB)".into(),
         actions: vec![
             run("kubectl", &["apply", "-f", &metallb]),
-            run("kubectl", &["-n", "metallb-system", "wait", "--for=condition=Available", "deployment/controller", "--timeout=300s"]),
-            run("kubectl", &["-n", "metallb-system", "wait", "--for=condition=Ready", "pod", "-l", "app=metallb", "--timeout=300s"]),
+            run(
+                "kubectl",
+                &[
+                    "-n",
+                    "metallb-system",
+                    "wait",
+                    "--for=condition=Available",
+                    "deployment/controller",
+                    "--timeout=300s",
+                ],
+            ),
+            run(
+                "kubectl",
+                &[
+                    "-n",
+                    "metallb-system",
+                    "wait",
+                    "--for=condition=Ready",
+                    "pod",
+                    "-l",
+                    "app=metallb",
+                    "--timeout=300s",
+                ],
+            ),
             Action::MetalLbPool,
         ],
     });
@@ -258,7 +396,9 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
     let kinds: BTreeSet<&str> = tree.docs.iter().map(|d| d.kind()).collect();
     let mut crd_actions = Vec::new();
     if kinds.contains("Certificate") || kinds.contains("ClusterIssuer") {
-        let url = format!("https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/cert-manager.crds.yaml");
+        let url = format!(
+            "https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/cert-manager.crds.yaml"
+        );
         crd_actions.push(run("kubectl", &["apply", "--server-side", "-f", &url]));
     }
     if kinds.contains("PodMonitor") || kinds.contains("ServiceMonitor") {
@@ -283,20 +423,39 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         .ok_or("the rendered tree has no Envoy Gateway HelmRelease (chart `…/gateway-helm`)")?;
     let values = layout.scratch.join(format!("{}-values.json", eg.release));
     steps.push(Step {
-        title: format!("Envoy Gateway {} from {} (values: spec.values of {})", eg.version, eg.url, eg.file),
+        title: format!(
+            "Envoy Gateway {} from {} (values: spec.values of {})",
+            eg.version, eg.url, eg.file
+        ),
         actions: vec![
-            Action::Apply { what: format!("Helm values file {}", values.display()), object: json!({"path": values, "values": eg.values}) },
+            Action::Apply {
+                what: format!("Helm values file {}", values.display()),
+                object: json!({"path": values, "values": eg.values}),
+            },
             run(
                 "helm",
                 &[
-                    "upgrade", "--install", &eg.release, &eg.url, "--version", &eg.version, "--namespace", &eg.namespace,
-                    "--create-namespace", "--values", &values.display().to_string(), "--wait", "--timeout", "10m",
+                    "upgrade",
+                    "--install",
+                    &eg.release,
+                    &eg.url,
+                    "--version",
+                    &eg.version,
+                    "--namespace",
+                    &eg.namespace,
+                    "--create-namespace",
+                    "--values",
+                    &values.display().to_string(),
+                    "--wait",
+                    "--timeout",
+                    "10m",
                 ],
             ),
         ],
     });
 
-    let flux_install = format!("https://github.com/fluxcd/flux2/releases/download/{FLUX_VERSION}/install.yaml");
+    let flux_install =
+        format!("https://github.com/fluxcd/flux2/releases/download/{FLUX_VERSION}/install.yaml");
     let sops_flag = json!([{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--sops-age-secret=sops-age"}]).to_string();
     steps.push(Step {
         title: format!("Flux {FLUX_VERSION} with SOPS decryption (the role flux-instance plays in the template)"),
@@ -314,18 +473,26 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
             object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": view.namespace}}),
         },
         Action::Apply {
-            what: format!("ConfigMap {}/{TEST_CA_CONFIGMAP} (test CA; data filled at run time)", view.namespace),
+            what: format!(
+                "ConfigMap {}/{TEST_CA_CONFIGMAP} (test CA; data filled at run time)",
+                view.namespace
+            ),
             object: json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": TEST_CA_CONFIGMAP, "namespace": view.namespace}, "data": {"ca.crt": "<test CA PEM>"}}),
         },
         Action::Apply {
-            what: "OCIRepository flux-system/flux-system (the rendered tree, from the OCI mock)".into(),
+            what: "OCIRepository flux-system/flux-system (the rendered tree, from the OCI mock)"
+                .into(),
             object: oci_repository(),
         },
     ];
     for root in root_kustomizations(&ordered, &kustomizations) {
         source_actions.push(Action::Apply {
-            what: format!("Kustomization flux-system/{} (path ./{})", str_at(&root, "/metadata/name"), str_at(&root, "/spec/path")),
+            what: format!(
+                "Kustomization flux-system/{} (path {})",
+                str_at(&root, "/metadata/name"),
+                str_at(&root, "/spec/path")
+            ),
             object: root,
         });
     }
@@ -338,29 +505,67 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         title: "Wait for the Kustomizations (dependency order)".into(),
         actions: kustomizations
             .iter()
-            .map(|ks| Action::WaitKustomization { namespace: ks.namespace.clone(), name: ks.name.clone(), minutes: 15 })
+            .map(|ks| Action::WaitKustomization {
+                namespace: ks.namespace.clone(),
+                name: ks.name.clone(),
+                minutes: 15,
+            })
             .collect(),
     });
 
     if !view.budget.is_empty() {
         let eg_ns = eg.namespace.as_str();
         steps.push(Step {
-            title: "Restart envoy-ratelimit now that Redis is up (it crash-loops until Redis answers)".into(),
+            title:
+                "Restart envoy-ratelimit now that Redis is up (it crash-loops until Redis answers)"
+                    .into(),
             actions: vec![
-                run("kubectl", &["-n", eg_ns, "rollout", "restart", "deployment/envoy-ratelimit"]),
-                run("kubectl", &["-n", eg_ns, "rollout", "status", "deployment/envoy-ratelimit", "--timeout=300s"]),
+                run(
+                    "kubectl",
+                    &[
+                        "-n",
+                        eg_ns,
+                        "rollout",
+                        "restart",
+                        "deployment/envoy-ratelimit",
+                    ],
+                ),
+                run(
+                    "kubectl",
+                    &[
+                        "-n",
+                        eg_ns,
+                        "rollout",
+                        "status",
+                        "deployment/envoy-ratelimit",
+                        "--timeout=300s",
+                    ],
+                ),
             ],
         });
     }
 
     steps.push(Step {
         title: "Verification commands of the plan, as checks".into(),
-        actions: check_specs(tree, &view, &kustomizations).into_iter().map(Action::Check).collect(),
+        actions: check_specs(tree, &view, &kustomizations)
+            .into_iter()
+            .map(Action::Check)
+            .collect(),
     });
 
-    steps.push(Step { title: "Traffic through the AI Gateway".into(), actions: traffic_specs(&view)?.into_iter().map(Action::Traffic).collect() });
+    steps.push(Step {
+        title: "Traffic through the AI Gateway".into(),
+        actions: traffic_specs(&view)?
+            .into_iter()
+            .map(Action::Traffic)
+            .collect(),
+    });
 
-    Ok(Plan { steps, kustomizations, view })
+    Ok(Plan {
+        steps,
+        kustomizations,
+        view,
+    })
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -369,9 +574,15 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 
 /// The AI Gateway namespace's Kustomizations plus everything they depend on, transitively,
 /// in the given (dependency) order.
-fn needed_kustomizations(ordered: &[FluxKustomization], namespace: &str) -> Result<Vec<FluxKustomization>, String> {
-    let mut needed: BTreeSet<(String, String)> =
-        ordered.iter().filter(|ks| ks.namespace == namespace).map(|ks| (ks.namespace.clone(), ks.name.clone())).collect();
+fn needed_kustomizations(
+    ordered: &[FluxKustomization],
+    namespace: &str,
+) -> Result<Vec<FluxKustomization>, String> {
+    let mut needed: BTreeSet<(String, String)> = ordered
+        .iter()
+        .filter(|ks| ks.namespace == namespace)
+        .map(|ks| (ks.namespace.clone(), ks.name.clone()))
+        .collect();
     if needed.is_empty() {
         return Err(format!("no Flux Kustomization lives in `{namespace}`"));
     }
@@ -381,7 +592,11 @@ fn needed_kustomizations(ordered: &[FluxKustomization], namespace: &str) -> Resu
             needed.extend(ks.depends_on.iter().cloned());
         }
     }
-    Ok(ordered.iter().filter(|ks| needed.contains(&(ks.namespace.clone(), ks.name.clone()))).cloned().collect())
+    Ok(ordered
+        .iter()
+        .filter(|ks| needed.contains(&(ks.namespace.clone(), ks.name.clone())))
+        .cloned()
+        .collect())
 }
 
 fn oci_repository() -> Value {
@@ -404,9 +619,15 @@ fn oci_repository() -> Value {
 fn root_kustomizations(all: &[FluxKustomization], needed: &[FluxKustomization]) -> Vec<Value> {
     let mut by_dir: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
     for ks in all {
-        let Some(dir) = namespace_dir(&ks.file) else { continue };
+        let Some(dir) = namespace_dir(&ks.file) else {
+            continue;
+        };
         let entry = by_dir.entry(dir).or_default();
-        if needed.contains(ks) { entry.0.push(ks.name.clone()) } else { entry.1.push(ks.name.clone()) }
+        if needed.contains(ks) {
+            entry.0.push(ks.name.clone())
+        } else {
+            entry.1.push(ks.name.clone())
+        }
     }
     let btls_patch = serde_saphyr::to_string(&json!([
         {"op": "remove", "path": "/spec/validation/wellKnownCACertificates"},
@@ -470,7 +691,13 @@ fn namespace_dir(file: &str) -> Option<String> {
 fn expected_of(tree: &Tree, kind: &str) -> Vec<Expected> {
     let mut out: Vec<Expected> = tree
         .of_kind(kind)
-        .map(|doc| Expected::new(kind, &tree.effective_namespace(doc).unwrap_or_default(), doc.name()))
+        .map(|doc| {
+            Expected::new(
+                kind,
+                &tree.effective_namespace(doc).unwrap_or_default(),
+                doc.name(),
+            )
+        })
         .collect();
     out.sort();
     out.dedup();
@@ -478,7 +705,11 @@ fn expected_of(tree: &Tree, kind: &str) -> Vec<Expected> {
 }
 
 /// The plan's verification commands, with the objects the rendered tree promises.
-pub fn check_specs(tree: &Tree, view: &GatewayView, kustomizations: &[FluxKustomization]) -> Vec<CheckSpec> {
+pub fn check_specs(
+    tree: &Tree,
+    view: &GatewayView,
+    kustomizations: &[FluxKustomization],
+) -> Vec<CheckSpec> {
     let ns = view.namespace.clone();
     let ks_expected: Vec<Expected> = kustomizations
         .iter()
@@ -493,7 +724,13 @@ pub fn check_specs(tree: &Tree, view: &GatewayView, kustomizations: &[FluxKustom
         expected: expected_of(tree, kind),
     };
     let mut specs = vec![
-        CheckSpec { check: "Kustomizations Ready", api_version: "kustomize.toolkit.fluxcd.io/v1", kind: "Kustomization", namespace: ns.clone(), expected: ks_expected },
+        CheckSpec {
+            check: "Kustomizations Ready",
+            api_version: "kustomize.toolkit.fluxcd.io/v1",
+            kind: "Kustomization",
+            namespace: ns.clone(),
+            expected: ks_expected,
+        },
         ai("AI resources Accepted", "AIGatewayRoute"),
         ai("AI resources Accepted", "AIServiceBackend"),
         ai("AI resources Accepted", "BackendSecurityPolicy"),
@@ -506,9 +743,18 @@ pub fn check_specs(tree: &Tree, view: &GatewayView, kustomizations: &[FluxKustom
         api_version: "gateway.networking.k8s.io/v1",
         kind: "Gateway",
         namespace: ns.clone(),
-        expected: expected_of(tree, "Gateway").into_iter().filter(|e| e.namespace == ns).collect(),
+        expected: expected_of(tree, "Gateway")
+            .into_iter()
+            .filter(|e| e.namespace == ns)
+            .collect(),
     });
-    specs.push(CheckSpec { check: "Pods Running", api_version: "v1", kind: "Pod", namespace: ns.clone(), expected: Vec::new() });
+    specs.push(CheckSpec {
+        check: "Pods Running",
+        api_version: "v1",
+        kind: "Pod",
+        namespace: ns.clone(),
+        expected: Vec::new(),
+    });
     specs.push(CheckSpec {
         check: "BackendTLSPolicies present",
         api_version: "gateway.networking.k8s.io/v1",
@@ -523,14 +769,19 @@ pub fn check_specs(tree: &Tree, view: &GatewayView, kustomizations: &[FluxKustom
 pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
     let mut specs = Vec::new();
     for (model, targets) in &view.models {
-        let first = targets.iter().min_by_key(|t| t.priority).ok_or_else(|| format!("model `{model}` has no backendRefs"))?;
+        let first = targets
+            .iter()
+            .min_by_key(|t| t.priority)
+            .ok_or_else(|| format!("model `{model}` has no backendRefs"))?;
         specs.push(TrafficSpec::Route {
             model: model.clone(),
             backend: first.backend.clone(),
             deployment: first.deployment.clone().unwrap_or_else(|| model.clone()),
         });
     }
-    specs.push(TrafficSpec::UnknownModel { model: "e2e-no-such-model".into() });
+    specs.push(TrafficSpec::UnknownModel {
+        model: "e2e-no-such-model".into(),
+    });
     if let Some(rule) = view
         .budget
         .iter()
@@ -538,8 +789,18 @@ pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
         .min_by_key(|r| r.limit)
         && let Some((model, targets)) = view.models.iter().next()
     {
-        let backend = targets.iter().min_by_key(|t| t.priority).map(|t| t.backend.clone()).unwrap_or_default();
-        specs.push(TrafficSpec::Budget { header: rule.header.clone(), limit: rule.limit, cost: rule.cost, model: model.clone(), backend });
+        let backend = targets
+            .iter()
+            .min_by_key(|t| t.priority)
+            .map(|t| t.backend.clone())
+            .unwrap_or_default();
+        specs.push(TrafficSpec::Budget {
+            header: rule.header.clone(),
+            limit: rule.limit,
+            cost: rule.cost,
+            model: model.clone(),
+            backend,
+        });
     }
     for route in &view.mcp {
         specs.push(TrafficSpec::Mcp {
@@ -553,7 +814,11 @@ pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
         let mut sorted = targets.to_vec();
         sorted.sort_by_key(|t| t.priority);
         if let Some(second) = sorted.iter().find(|t| t.backend != sorted[0].backend) {
-            specs.push(TrafficSpec::Failover { model: model.to_owned(), stop: sorted[0].backend.clone(), expect: second.backend.clone() });
+            specs.push(TrafficSpec::Failover {
+                model: model.to_owned(),
+                stop: sorted[0].backend.clone(),
+                expect: second.backend.clone(),
+            });
         }
     }
     Ok(specs)
@@ -577,37 +842,84 @@ impl fmt::Display for Action {
                 "write a one-layer image archive of {} as {MOCK_IMAGE}, then `docker load` it",
                 binary.display()
             ),
-            Action::PackArtifact => write!(f, "pack kubernetes/ of the rendered tree as a Flux artifact (tar+gzip)"),
+            Action::PackArtifact => write!(
+                f,
+                "pack kubernetes/ of the rendered tree as a Flux artifact (tar+gzip)"
+            ),
             Action::StartMock(spec) => match spec {
-                MockSpec::Azure { name, hostname, port, deployments, .. } => write!(
+                MockSpec::Azure {
+                    name,
+                    hostname,
+                    port,
+                    deployments,
+                    ..
+                } => write!(
                     f,
                     "start mock `{name}`: Azure OpenAI for {hostname}:{port} (TLS, test CA), deployments {}, api-key from e2e/cluster.yaml",
                     deployments.join(", ")
                 ),
-                MockSpec::Mcp { name, hostname, port, path, api_key, api_key_header } => write!(
+                MockSpec::Mcp {
+                    name,
+                    hostname,
+                    port,
+                    path,
+                    api_key,
+                    api_key_header,
+                } => write!(
                     f,
                     "start mock `{name}`: MCP server at https://{hostname}:{port}{path} (tools {}), {}",
                     MCP_TOOLS.join(", "),
                     match api_key {
-                        Some(_) => format!("API key required in `{}`", api_key_header.as_deref().unwrap_or("Authorization")),
+                        Some(_) => format!(
+                            "API key required in `{}`",
+                            api_key_header.as_deref().unwrap_or("Authorization")
+                        ),
                         None => "no API key".to_owned(),
                     }
                 ),
-                MockSpec::Oci { name, hostname, port } => {
-                    write!(f, "start mock `{name}`: OCI registry at http://{hostname}:{port}/v2/{OCI_REPOSITORY} serving the artifact")
+                MockSpec::Oci {
+                    name,
+                    hostname,
+                    port,
+                } => {
+                    write!(
+                        f,
+                        "start mock `{name}`: OCI registry at http://{hostname}:{port}/v2/{OCI_REPOSITORY} serving the artifact"
+                    )
                 }
             },
-            Action::PatchCoreDns => write!(f, "add CoreDNS `hosts` entries: each mock hostname → its container IP on the kind network; restart coredns"),
-            Action::MetalLbPool => write!(f, "apply IPAddressPool + L2Advertisement: .255.200-.255.250 of the kind network's IPv4 subnet"),
+            Action::PatchCoreDns => write!(
+                f,
+                "add CoreDNS `hosts` entries: each mock hostname → its container IP on the kind network; restart coredns"
+            ),
+            Action::MetalLbPool => write!(
+                f,
+                "apply IPAddressPool + L2Advertisement: .255.200-.255.250 of the kind network's IPv4 subnet"
+            ),
             Action::AgeSecret { key_file } => {
-                write!(f, "create Secret flux-system/sops-age (age.agekey) from {} through the API", key_file.display())
+                write!(
+                    f,
+                    "create Secret flux-system/sops-age (age.agekey) from {} through the API",
+                    key_file.display()
+                )
             }
             Action::Apply { what, .. } => write!(f, "apply {what}"),
-            Action::WaitKustomization { namespace, name, minutes } => {
-                write!(f, "wait ≤{minutes}m for Kustomization {namespace}/{name} Ready")
+            Action::WaitKustomization {
+                namespace,
+                name,
+                minutes,
+            } => {
+                write!(
+                    f,
+                    "wait ≤{minutes}m for Kustomization {namespace}/{name} Ready"
+                )
             }
             Action::Check(spec) => {
-                write!(f, "check [{}] {} in {}", spec.check, spec.kind, spec.namespace)?;
+                write!(
+                    f,
+                    "check [{}] {} in {}",
+                    spec.check, spec.kind, spec.namespace
+                )?;
                 if spec.expected.is_empty() {
                     write!(f, " (all found)")
                 } else {
@@ -616,24 +928,53 @@ impl fmt::Display for Action {
                 }
             }
             Action::Traffic(spec) => match spec {
-                TrafficSpec::Route { model, backend, deployment } => write!(
+                TrafficSpec::Route {
+                    model,
+                    backend,
+                    deployment,
+                } => write!(
                     f,
                     "traffic: model `{model}` → 200 from {backend}'s mock, upstream path /openai/deployments/{deployment}/chat/completions with its api-key"
                 ),
-                TrafficSpec::UnknownModel { model } => write!(f, "traffic: model `{model}` → 404, no upstream reached"),
-                TrafficSpec::Failover { model, stop, expect } => {
-                    write!(f, "traffic: stop {stop}'s mock, model `{model}` → 200 from {expect}'s mock")
+                TrafficSpec::UnknownModel { model } => {
+                    write!(f, "traffic: model `{model}` → 404, no upstream reached")
                 }
-                TrafficSpec::Budget { header, limit, cost, model, .. } => {
-                    let per_request = traffic::usage_for_budget(*limit, *cost).and_then(|u| traffic::cost_of(*cost, u)).unwrap_or(0);
-                    let refused = traffic::first_refused(&[traffic::Charge { limit: *limit, per_request }]).unwrap_or(0);
+                TrafficSpec::Failover {
+                    model,
+                    stop,
+                    expect,
+                } => {
+                    write!(
+                        f,
+                        "traffic: stop {stop}'s mock, model `{model}` → 200 from {expect}'s mock"
+                    )
+                }
+                TrafficSpec::Budget {
+                    header,
+                    limit,
+                    cost,
+                    model,
+                    ..
+                } => {
+                    let per_request = traffic::usage_for_budget(*limit, *cost)
+                        .and_then(|u| traffic::cost_of(*cost, u))
+                        .unwrap_or(0);
+                    let refused = traffic::first_refused(&[traffic::Charge {
+                        limit: *limit,
+                        per_request,
+                    }])
+                    .unwrap_or(0);
                     write!(
                         f,
                         "traffic: budget {limit} {cost:?}/{header}: mock reports {per_request} per answer; model `{model}` → 200 × {} then 429 on request {refused}; another {header} → 200",
                         refused.saturating_sub(1)
                     )
                 }
-                TrafficSpec::Mcp { route, path, backends } => write!(
+                TrafficSpec::Mcp {
+                    route,
+                    path,
+                    backends,
+                } => write!(
                     f,
                     "traffic: MCP {path} (MCPRoute {route}): initialize, tools/list = `<backend>__<tool>` for backends {} filtered by toolSelector, tools/call one",
                     backends.join(", ")
@@ -644,7 +985,11 @@ impl fmt::Display for Action {
 }
 
 fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c)) {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+    {
         arg.to_owned()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -659,7 +1004,11 @@ impl fmt::Display for Plan {
                 writeln!(f, "   - {action}")?;
             }
         }
-        writeln!(f, "{}. Clean up (skipped with --keep)", self.steps.len() + 1)?;
+        writeln!(
+            f,
+            "{}. Clean up (skipped with --keep)",
+            self.steps.len() + 1
+        )?;
         writeln!(f, "   - stop and remove the mock containers")?;
         writeln!(f, "   - kind delete cluster --name {CLUSTER}")
     }

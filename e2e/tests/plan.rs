@@ -33,14 +33,37 @@ fn gateway_view_from_fixture() {
     let tree = Tree::load(&fixture()).unwrap();
     let view = GatewayView::from_tree(&tree).unwrap();
     assert_eq!(view.namespace, "envoy-ai-gateway-system");
-    assert_eq!(view.gateway, ("envoy-ai-gateway-system".to_owned(), "ai-gateway".to_owned()));
-    let hosts: Vec<(&str, &str, &str)> =
-        view.azure.iter().map(|b| (b.name.as_str(), b.host.hostname.as_str(), b.api_version.as_str())).collect();
+    assert_eq!(
+        view.gateway,
+        (
+            "envoy-ai-gateway-system".to_owned(),
+            "ai-gateway".to_owned()
+        )
+    );
+    let hosts: Vec<(&str, &str, &str)> = view
+        .azure
+        .iter()
+        .map(|b| {
+            (
+                b.name.as_str(),
+                b.host.hostname.as_str(),
+                b.api_version.as_str(),
+            )
+        })
+        .collect();
     assert_eq!(
         hosts,
         vec![
-            ("azure-e2e-primary", "e2e-primary.openai.azure.com", "2025-01-01-preview"),
-            ("azure-e2e-secondary", "e2e-secondary.openai.azure.com", "2025-01-01-preview"),
+            (
+                "azure-e2e-primary",
+                "e2e-primary.openai.azure.com",
+                "2025-01-01-preview"
+            ),
+            (
+                "azure-e2e-secondary",
+                "e2e-secondary.openai.azure.com",
+                "2025-01-01-preview"
+            ),
         ]
     );
     let models: Vec<&str> = view.models.keys().map(String::as_str).collect();
@@ -50,10 +73,23 @@ fn gateway_view_from_fixture() {
     assert_eq!(view.mcp.len(), 1);
     assert_eq!(view.mcp[0].path, "/mcp");
     assert_eq!(view.mcp[0].backends[0].path, "/mcp/readonly");
-    assert_eq!(view.mcp[0].backends[0].selector, ToolSelector::IncludeRegex(vec![".*issues?.*".into()]));
-    assert_eq!(view.mcp[0].backends[0].api_key_header.as_deref(), Some("Authorization"));
+    assert_eq!(
+        view.mcp[0].backends[0].selector,
+        ToolSelector::IncludeRegex(vec![".*issues?.*".into()])
+    );
+    assert_eq!(
+        view.mcp[0].backends[0].api_key_header.as_deref(),
+        Some("Authorization")
+    );
     assert_eq!(view.budget.len(), 1);
-    assert_eq!((view.budget[0].limit, view.budget[0].cost, view.budget[0].header.as_str()), (1000, CostType::TotalToken, "x-user-id"));
+    assert_eq!(
+        (
+            view.budget[0].limit,
+            view.budget[0].cost,
+            view.budget[0].header.as_str()
+        ),
+        (1000, CostType::TotalToken, "x-user-id")
+    );
 }
 
 #[test]
@@ -68,11 +104,21 @@ fn plan_follows_the_rendered_files() {
         "{text}"
     );
     // Waits follow dependsOn: envoy-gateway (network) before the AI Gateway controller.
-    let order: Vec<String> = plan.kustomizations.iter().map(|ks| format!("{}/{}", ks.namespace, ks.name)).collect();
+    let order: Vec<String> = plan
+        .kustomizations
+        .iter()
+        .map(|ks| format!("{}/{}", ks.namespace, ks.name))
+        .collect();
     let pos = |name: &str| order.iter().position(|o| o == name).unwrap();
     assert!(pos("network/envoy-gateway") < pos("envoy-ai-gateway-system/ai-gateway-controller"));
-    assert!(pos("envoy-ai-gateway-system/ai-gateway-crds") < pos("envoy-ai-gateway-system/ai-gateway-controller"));
-    assert!(pos("envoy-ai-gateway-system/ai-gateway-azure-openai") < pos("envoy-ai-gateway-system/ai-gateway-routes"));
+    assert!(
+        pos("envoy-ai-gateway-system/ai-gateway-crds")
+            < pos("envoy-ai-gateway-system/ai-gateway-controller")
+    );
+    assert!(
+        pos("envoy-ai-gateway-system/ai-gateway-azure-openai")
+            < pos("envoy-ai-gateway-system/ai-gateway-routes")
+    );
     assert_eq!(order.len(), 7);
 
     // One mock per rendered upstream host, with the key from e2e/cluster.yaml.
@@ -80,12 +126,30 @@ fn plan_follows_the_rendered_files() {
         .steps
         .iter()
         .flat_map(|s| &s.actions)
-        .filter_map(|a| if let Action::StartMock(m) = a { Some(m) } else { None })
+        .filter_map(|a| {
+            if let Action::StartMock(m) = a {
+                Some(m)
+            } else {
+                None
+            }
+        })
         .collect();
     let hosts: Vec<&str> = mocks.iter().map(|m| m.hostname()).collect();
-    assert_eq!(hosts, vec!["e2e-primary.openai.azure.com", "e2e-secondary.openai.azure.com", "mcp.e2e.test", "oci.e2e.test"]);
-    assert!(matches!(mocks[1], MockSpec::Azure { api_key, .. } if api_key == "fake-api-key-secondary"));
-    assert!(matches!(mocks[2], MockSpec::Mcp { path, api_key: Some(key), .. } if path == "/mcp/readonly" && key == "fake-mcp-token"));
+    assert_eq!(
+        hosts,
+        vec![
+            "e2e-primary.openai.azure.com",
+            "e2e-secondary.openai.azure.com",
+            "mcp.e2e.test",
+            "oci.e2e.test"
+        ]
+    );
+    assert!(
+        matches!(mocks[1], MockSpec::Azure { api_key, .. } if api_key == "fake-api-key-secondary")
+    );
+    assert!(
+        matches!(mocks[2], MockSpec::Mcp { path, api_key: Some(key), .. } if path == "/mcp/readonly" && key == "fake-mcp-token")
+    );
 
     // cert-manager CRDs because the EG app renders a Certificate; no Prometheus CRDs (no PodMonitor here).
     assert!(text.contains("cert-manager.crds.yaml"), "{text}");
@@ -102,22 +166,42 @@ fn plan_follows_the_rendered_files() {
             _ => None,
         })
         .collect();
-    let paths: Vec<&str> = roots.iter().map(|r| r["spec"]["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, vec!["./kubernetes/apps/ai-gateway", "./kubernetes/apps/network"]);
+    let paths: Vec<&str> = roots
+        .iter()
+        .map(|r| r["spec"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["./kubernetes/apps/ai-gateway", "./kubernetes/apps/network"]
+    );
     let child_patch = roots[0]["spec"]["patches"][0]["patch"].as_str().unwrap();
-    assert!(child_patch.contains("kind: OCIRepository") && child_patch.contains("caCertificateRefs"), "{child_patch}");
+    assert!(
+        child_patch.contains("kind: OCIRepository") && child_patch.contains("caCertificateRefs"),
+        "{child_patch}"
+    );
 
     // Traffic: every model, the unknown one, the budget, MCP, and failover last.
     let traffic: Vec<&TrafficSpec> = plan
         .steps
         .iter()
         .flat_map(|s| &s.actions)
-        .filter_map(|a| if let Action::Traffic(t) = a { Some(t) } else { None })
+        .filter_map(|a| {
+            if let Action::Traffic(t) = a {
+                Some(t)
+            } else {
+                None
+            }
+        })
         .collect();
-    assert!(matches!(traffic.last(), Some(TrafficSpec::Failover { model, stop, expect })
-        if model == "gpt-4o" && stop == "azure-e2e-primary" && expect == "azure-e2e-secondary"));
+    assert!(
+        matches!(traffic.last(), Some(TrafficSpec::Failover { model, stop, expect })
+        if model == "gpt-4o" && stop == "azure-e2e-primary" && expect == "azure-e2e-secondary")
+    );
     assert!(text.contains("200 × 2 then 429 on request 3"), "{text}");
-    assert!(text.contains("model `gpt-35-turbo` → 200 from azure-e2e-secondary's mock"), "{text}");
+    assert!(
+        text.contains("model `gpt-35-turbo` → 200 from azure-e2e-secondary's mock"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -125,12 +209,18 @@ fn plan_changes_with_the_rendered_files() {
     // Copy the fixture, bump the EG chart and drop the MCP app: the plan must follow.
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), dir.path());
-    let repo = dir.path().join("kubernetes/apps/network/envoy-gateway/app/ocirepository.yaml");
-    let text = std::fs::read_to_string(&repo).unwrap().replace("v1.6.7", "v1.6.8");
+    let repo = dir
+        .path()
+        .join("kubernetes/apps/network/envoy-gateway/app/ocirepository.yaml");
+    let text = std::fs::read_to_string(&repo)
+        .unwrap()
+        .replace("v1.6.7", "v1.6.8");
     std::fs::write(&repo, text).unwrap();
     std::fs::remove_dir_all(dir.path().join("kubernetes/apps/ai-gateway/mcp")).unwrap();
     let routes_ks = dir.path().join("kubernetes/apps/ai-gateway/routes/ks.yaml");
-    let text = std::fs::read_to_string(&routes_ks).unwrap().replace("    - name: ai-gateway-mcp\n", "");
+    let text = std::fs::read_to_string(&routes_ks)
+        .unwrap()
+        .replace("    - name: ai-gateway-mcp\n", "");
     std::fs::write(&routes_ks, text).unwrap();
 
     let tree = Tree::load(dir.path()).unwrap();
