@@ -11,6 +11,8 @@
 
 use std::process::ExitCode;
 
+mod ai_gateway;
+mod e2e;
 mod util;
 
 const HELP: &str = "\
@@ -18,6 +20,8 @@ cargo xtask <command> [options]
 
 Commands:
   help                     print this help
+  e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
+  ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
 
 Run `cargo xtask <command> --help` for the options of one command.
 ";
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "e2e" => e2e::run(&mut args),
+        "ai-gateway" => ai_gateway::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
