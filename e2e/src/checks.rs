@@ -426,7 +426,7 @@ mod tests {
         );
         let refused = json!({"spec": {}, "status": {"ancestors": [{"conditions": [
             {"type": "Accepted", "status": "False", "reason": "NoValidCACertificate", "message": "ConfigMap e2e-test-ca not found"}]}]}});
-        assert_eq!(backend_tls_policy(&refused).0, false);
+        assert!(!backend_tls_policy(&refused).0);
     }
 
     #[test]

@@ -134,7 +134,7 @@ async fn run(options: Options) -> anyhow::Result<u8> {
     let mut state = State::new(layout, tree, config, plan.clone())?;
     let result = state.execute(&plan).await;
     let code = match result {
-        Ok(failed) if failed == 0 => {
+        Ok(0) => {
             println!("e2e: all checks passed");
             0
         }

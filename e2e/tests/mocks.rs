@@ -125,7 +125,15 @@ async fn azure_refuses_what_azure_would_refuse() {
     let running = azure(&ca).await;
     let endpoint = https_to(running.addr(), AZURE_HOST, ca.cert_pem());
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Value, u16, &str)> = vec![
+    // (name, headers, body, expected status, expected Azure error code)
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Value,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         ("no key", vec![], chat_body(), 401, "401"),
         (
             "wrong key",
