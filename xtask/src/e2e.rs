@@ -30,7 +30,9 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             lexopt::Arg::Long("keep") => forwarded.push("--keep".to_owned()),
             lexopt::Arg::Long("rendered") => {
                 forwarded.push("--rendered".to_owned());
-                forwarded.push(args.value()?.to_string_lossy().into_owned());
+                // The e2e binary runs from the repository root: make the path independent of the cwd.
+                let dir = std::path::absolute(args.value()?)?;
+                forwarded.push(dir.display().to_string());
             }
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
