@@ -253,3 +253,151 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `kubectl kustomize` is the oracle for the kustomize semantics the plan relies on. Without it
+/// the tests below print a skip message, unless `REQUIRE_ORACLES=1` (CI) makes that a failure.
+fn kubectl() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = e2e::preflight::find_in_path("kubectl", &path);
+    if found.is_none() {
+        assert!(
+            std::env::var("REQUIRE_ORACLES").as_deref() != Ok("1"),
+            "kubectl is required (REQUIRE_ORACLES=1)"
+        );
+        eprintln!("skipping: kubectl not on PATH (it is the oracle for kustomize builds)");
+    }
+    found
+}
+
+fn kustomize(kubectl: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e2e::rendered::parse_documents("built", &String::from_utf8_lossy(&out.stdout))
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+#[test]
+fn fixture_builds_with_kustomize() {
+    let Some(kubectl) = kubectl() else { return };
+    let tree = Tree::load(&fixture()).unwrap();
+    let dirs: std::collections::BTreeSet<String> = tree
+        .docs
+        .iter()
+        .filter(|d| d.file.ends_with("/kustomization.yaml") && d.kind() == "Kustomization")
+        .map(|d| d.file.trim_end_matches("/kustomization.yaml").to_owned())
+        .collect();
+    assert!(dirs.len() >= 10, "{dirs:?}");
+    for dir in dirs {
+        assert!(
+            !kustomize(&kubectl, &fixture().join(&dir)).is_empty(),
+            "{dir}"
+        );
+    }
+}
+
+#[test]
+fn root_kustomization_patches_do_what_the_plan_says() {
+    let Some(kubectl) = kubectl() else { return };
+    let tree = Tree::load(&fixture()).unwrap();
+    let plan = plan::build(&layout(&fixture()), &tree, &config()).unwrap();
+    let root = plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::Apply { object, .. } if object["metadata"]["name"] == "e2e-network" => {
+                Some(object.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+
+    // Apply the root's patches to the network namespace's child Kustomizations, as Flux would.
+    let dir = tempfile::tempdir().unwrap();
+    for app in ["envoy-gateway", "k8s-gateway"] {
+        std::fs::copy(
+            fixture().join(format!("kubernetes/apps/network/{app}/ks.yaml")),
+            dir.path().join(format!("{app}.yaml")),
+        )
+        .unwrap();
+    }
+    let kustomization = serde_json::json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["envoy-gateway.yaml", "k8s-gateway.yaml"],
+        "patches": root["spec"]["patches"],
+    });
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        kustomization.to_string(),
+    )
+    .unwrap();
+    let built = kustomize(&kubectl, dir.path());
+    let by_name = |name: &str| {
+        built
+            .iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (envoy, other) = (by_name("envoy-gateway"), by_name("k8s-gateway"));
+    assert_eq!(envoy["spec"]["sourceRef"]["kind"], "OCIRepository");
+    assert_eq!(envoy["spec"]["decryption"]["provider"], "sops");
+    assert!(
+        envoy["spec"].get("suspend").is_none(),
+        "a needed app must not be suspended"
+    );
+    assert_eq!(
+        other["spec"]["suspend"], true,
+        "an app the AI Gateway does not need is suspended"
+    );
+    assert_eq!(
+        envoy["spec"]["path"], "./kubernetes/apps/network/envoy-gateway/app",
+        "the rest is untouched"
+    );
+
+    // The nested patch each child then applies to its BackendTLSPolicies.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture().join("kubernetes/apps/ai-gateway/mcp/app/backend.yaml"),
+        dir.path().join("backend.yaml"),
+    )
+    .unwrap();
+    let kustomization = serde_json::json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["backend.yaml"],
+        "patches": envoy["spec"]["patches"],
+    });
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        kustomization.to_string(),
+    )
+    .unwrap();
+    let built = kustomize(&kubectl, dir.path());
+    let policy = built
+        .iter()
+        .find(|o| o["kind"] == "BackendTLSPolicy")
+        .unwrap();
+    assert_eq!(
+        policy["spec"]["validation"],
+        serde_json::json!({"hostname": "mcp.e2e.test", "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": plan::TEST_CA_CONFIGMAP}]})
+    );
+    let backend = built.iter().find(|o| o["kind"] == "Backend").unwrap();
+    assert_eq!(
+        backend["spec"]["endpoints"][0]["fqdn"]["hostname"], "mcp.e2e.test",
+        "other objects untouched"
+    );
+}
