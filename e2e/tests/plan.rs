@@ -256,6 +256,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `kubectl kustomize` is the oracle for the kustomize semantics the plan relies on. Without it
 /// the tests below print a skip message, unless `REQUIRE_ORACLES=1` (CI) makes that a failure.
+#[allow(clippy::print_stderr)] // the skip message is for the person running the tests
 fn kubectl() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = e2e::preflight::find_in_path("kubectl", &path);
