@@ -18,9 +18,11 @@ pub mod checks;
 pub mod client;
 pub mod digest;
 pub mod gateway;
+#[cfg(feature = "live")]
 pub mod harness;
 pub mod http;
 pub mod image;
+#[cfg(feature = "live")]
 pub mod live;
 pub mod mock;
 pub mod plan;

@@ -260,6 +260,7 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
                     "--package",
                     "e2e",
                     "--release",
+                    "--no-default-features",
                     "--bin",
                     "e2e-mock",
                     "--target",
@@ -295,10 +296,6 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
                     "--wait",
                     "180s",
                 ],
-            ),
-            run(
-                "kind",
-                &["load", "docker-image", MOCK_IMAGE, "--name", CLUSTER],
             ),
         ],
     });
