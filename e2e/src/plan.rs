@@ -283,21 +283,19 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
 
     steps.push(Step {
         title: "Create the kind cluster".into(),
-        actions: vec![
-            run(
-                "kind",
-                &[
-                    "create",
-                    "cluster",
-                    "--name",
-                    CLUSTER,
-                    "--image",
-                    KIND_NODE_IMAGE,
-                    "--wait",
-                    "180s",
-                ],
-            ),
-        ],
+        actions: vec![run(
+            "kind",
+            &[
+                "create",
+                "cluster",
+                "--name",
+                CLUSTER,
+                "--image",
+                KIND_NODE_IMAGE,
+                "--wait",
+                "180s",
+            ],
+        )],
     });
 
     // One mock per rendered Azure host and MCP backend, keyed by the config's plaintext keys.
