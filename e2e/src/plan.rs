@@ -457,7 +457,8 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         actions: vec![
             run("kubectl", &["apply", "--server-side", "-f", &flux_install]),
             run("kubectl", &["-n", "flux-system", "patch", "deployment", "kustomize-controller", "--type", "json", "-p", &sops_flag]),
-            run("kubectl", &["-n", "flux-system", "rollout", "status", "deployment", "--timeout=300s"]),
+            run("kubectl", &["-n", "flux-system", "rollout", "status", "deployment/kustomize-controller", "--timeout=300s"]),
+            run("kubectl", &["-n", "flux-system", "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s"]),
             Action::AgeSecret { key_file: layout.age_key.clone() },
         ],
     });
