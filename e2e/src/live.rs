@@ -173,7 +173,8 @@ pub async fn wait_kustomization(
             }
             last = detail;
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(5).min(timeout.saturating_sub(start.elapsed())))
+            .await;
     }
     Err(format!(
         "Kustomization {namespace}/{name} not Ready after {}s: {last}",

@@ -86,7 +86,8 @@ async fn status(rendered: PathBuf) -> u8 {
     let client = match e2e::live::client().await {
         Ok(client) => client,
         Err(err) => {
-            eprintln!("ai-gateway status: {err:#}");
+            // kube's errors repeat their sources in their messages; the root cause is enough.
+            eprintln!("ai-gateway status: {err}\n  cause: {}", err.root_cause());
             return 2;
         }
     };
