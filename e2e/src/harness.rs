@@ -292,14 +292,11 @@ impl State {
                 .collect();
                 run_command("kubectl", &args, &[], None).await
             }
+            Action::WriteValues { path, values, .. } => {
+                std::fs::write(path, serde_json::to_vec_pretty(values)?)?;
+                Ok(())
+            }
             Action::Apply { object, .. } => {
-                if let (Some(path), Some(values)) = (
-                    object.get("path").and_then(Value::as_str),
-                    object.get("values"),
-                ) {
-                    std::fs::write(path, serde_json::to_vec_pretty(values)?)?;
-                    return Ok(());
-                }
                 let mut object = object.clone();
                 if object["kind"] == "ConfigMap"
                     && object["metadata"]["name"] == plan::TEST_CA_CONFIGMAP

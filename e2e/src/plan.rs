@@ -189,6 +189,12 @@ pub enum Action {
     AgeSecret {
         key_file: PathBuf,
     },
+    /// Write a HelmRelease's `spec.values` as a Helm values file.
+    WriteValues {
+        path: PathBuf,
+        values: Value,
+        source: String,
+    },
     /// Apply a generated object (server-side apply through the API).
     Apply {
         what: String,
@@ -423,9 +429,10 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
             eg.version, eg.url, eg.file
         ),
         actions: vec![
-            Action::Apply {
-                what: format!("Helm values file {}", values.display()),
-                object: json!({"path": values, "values": eg.values}),
+            Action::WriteValues {
+                path: values.clone(),
+                values: eg.values.clone(),
+                source: eg.file.clone(),
             },
             run(
                 "helm",
@@ -898,6 +905,9 @@ impl fmt::Display for Action {
                     "create Secret flux-system/sops-age (age.agekey) from {} through the API",
                     key_file.display()
                 )
+            }
+            Action::WriteValues { path, source, .. } => {
+                write!(f, "write spec.values of {source} to {}", path.display())
             }
             Action::Apply { what, .. } => write!(f, "apply {what}"),
             Action::WaitKustomization {
