@@ -116,14 +116,13 @@ fn violations(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) 
             if schema
                 .get("type")
                 .and_then(Value::as_str)
-                .is_some_and(|t| t != "string") =>
+                .is_some_and(|t| t != "string")
+                && schema.get("x-kubernetes-int-or-string") != Some(&Value::Bool(true)) =>
         {
-            if schema.get("x-kubernetes-int-or-string") != Some(&Value::Bool(true)) {
-                out.push(format!(
-                    "{path}: string where the schema wants {}",
-                    schema["type"]
-                ));
-            }
+            out.push(format!(
+                "{path}: string where the schema wants {}",
+                schema["type"]
+            ));
         }
         Value::Bool(_)
             if schema
