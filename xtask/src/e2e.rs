@@ -1,7 +1,8 @@
 //! `cargo xtask e2e [--plan] [--keep] [--rendered DIR]`: the end-to-end test on kind.
 //!
 //! The harness lives in the `e2e` crate (tokio, kube, testcontainers, …), which xtask must not
-//! link: this module runs `cargo run --package e2e --release --bin e2e -- run …` and passes the
+//! link: this module runs `cargo run --package e2e --bin e2e -- run …` (dev profile: it shares
+//! the build with `cargo test -p e2e`; the harness is not performance-sensitive) and passes the
 //! exit code on (0 passed, 1 a check failed, 2 could not run, e.g. no container engine).
 
 use std::process::{Command, ExitCode};
@@ -57,7 +58,6 @@ pub fn run_e2e_binary(command: &str, args: &[String]) -> anyhow::Result<ExitCode
             "--quiet",
             "--package",
             "e2e",
-            "--release",
             "--bin",
             "e2e",
             "--",
