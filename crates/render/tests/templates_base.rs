@@ -157,6 +157,8 @@ fn write_tree(r: &Rendered, name: &str) -> PathBuf {
     dir
 }
 
+// The skip message for an absent oracle goes to stderr.
+#[allow(clippy::print_stderr)]
 fn kubectl_available() -> bool {
     let ok = Command::new("kubectl")
         .args(["version", "--client"])
