@@ -115,15 +115,17 @@ fn is_yaml(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-/// The namespace directories under `kubernetes/apps/` (owned by this template, not the AI one).
+/// Every app `ks.yaml` under `kubernetes/apps/<dir>/` (at any depth, outside `app/` folders), as
+/// (namespace directory, path of the app relative to it): `("kube-system", "cilium")`.
 fn app_dirs(r: &Rendered) -> BTreeSet<(String, String)> {
     r.files
         .keys()
         .filter_map(|p| {
-            let rest = p.strip_prefix("kubernetes/apps/")?;
-            let parts: Vec<&str> = rest.split('/').collect();
-            (parts.len() == 3 && parts[2] == "ks.yaml")
-                .then(|| (parts[0].to_owned(), parts[1].to_owned()))
+            let rest = p
+                .strip_prefix("kubernetes/apps/")?
+                .strip_suffix("/ks.yaml")?;
+            let (dir, app) = rest.split_once('/')?;
+            (!app.split('/').any(|c| c == "app")).then(|| (dir.to_owned(), app.to_owned()))
         })
         .collect()
 }
@@ -215,11 +217,13 @@ fn app_kustomizations_follow_the_cluster_template_pattern() {
     for config in ALL {
         let r = render(config);
         let apps = app_dirs(&r);
-        let namespaces: BTreeSet<&String> = apps.iter().map(|(ns, _)| ns).collect();
-        let known: BTreeSet<(String, String)> = apps.iter().cloned().collect();
-        for ns in &namespaces {
-            let nsk = doc(&r, &format!("kubernetes/apps/{ns}/kustomization.yaml"));
-            assert_eq!(str_at(&nsk, "/namespace"), ns.as_str());
+        let dirs: BTreeSet<&String> = apps.iter().map(|(dir, _)| dir).collect();
+        // The namespace each directory's kustomization.yaml sets (usually the directory name).
+        let mut namespace_of: BTreeMap<&str, String> = BTreeMap::new();
+        for dir in &dirs {
+            let nsk = doc(&r, &format!("kubernetes/apps/{dir}/kustomization.yaml"));
+            let ns = str_at(&nsk, "/namespace").to_owned();
+            assert!(!ns.is_empty(), "{dir}/kustomization.yaml sets no namespace");
             assert_eq!(
                 nsk["components"],
                 serde_json::json!(["../../components/sops"])
@@ -232,17 +236,17 @@ fn app_kustomizations_follow_the_cluster_template_pattern() {
                 .collect();
             let mut expected: BTreeSet<String> = apps
                 .iter()
-                .filter(|(n, _)| n == *ns)
+                .filter(|(d, _)| d == *dir)
                 .map(|(_, a)| format!("./{a}/ks.yaml"))
                 .collect();
             expected.insert("./namespace.yaml".into());
             assert_eq!(
                 listed, expected,
-                "{}: {ns}/kustomization.yaml lists exactly its apps",
+                "{}: {dir}/kustomization.yaml lists exactly its apps",
                 config.0
             );
-            let nsdoc = doc(&r, &format!("kubernetes/apps/{ns}/namespace.yaml"));
-            assert_eq!(str_at(&nsdoc, "/metadata/name"), ns.as_str());
+            let nsdoc = doc(&r, &format!("kubernetes/apps/{dir}/namespace.yaml"));
+            assert_eq!(str_at(&nsdoc, "/metadata/name"), ns);
             assert_eq!(
                 str_at(
                     &nsdoc,
@@ -250,22 +254,44 @@ fn app_kustomizations_follow_the_cluster_template_pattern() {
                 ),
                 "disabled"
             );
+            namespace_of.insert(dir.as_str(), ns);
         }
-        for (ns, app) in &apps {
-            let ks = doc(&r, &format!("kubernetes/apps/{ns}/{app}/ks.yaml"));
+        // Flux Kustomizations by (namespace, name); names are unique per namespace.
+        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+        for (dir, app) in &apps {
+            let ks = doc(&r, &format!("kubernetes/apps/{dir}/{app}/ks.yaml"));
+            let key = (
+                namespace_of[dir.as_str()].clone(),
+                str_at(&ks, "/metadata/name").to_owned(),
+            );
+            assert!(
+                known.insert(key.clone()),
+                "{}: two Kustomizations {key:?}",
+                config.0
+            );
+        }
+        for (dir, app) in &apps {
+            let ns = &namespace_of[dir.as_str()];
+            let ks = doc(&r, &format!("kubernetes/apps/{dir}/{app}/ks.yaml"));
             let at = |p: &str| str_at(&ks, p).to_owned();
             assert_eq!(at("/apiVersion"), "kustomize.toolkit.fluxcd.io/v1");
             assert_eq!(at("/kind"), "Kustomization");
-            assert_eq!(at("/metadata/name"), *app);
+            if !app.contains('/') {
+                assert_eq!(
+                    at("/metadata/name"),
+                    *app,
+                    "{dir}/{app}: named after the app"
+                );
+            }
             assert!(
                 ks["metadata"].get("namespace").is_none(),
-                "{ns}/{app}: namespace comes from the directory"
+                "{dir}/{app}: namespace comes from the directory"
             );
             assert_eq!(at("/spec/targetNamespace"), *ns);
             let path = at("/spec/path");
-            assert_eq!(path, format!("./kubernetes/apps/{ns}/{app}/app"));
+            assert_eq!(path, format!("./kubernetes/apps/{dir}/{app}/app"));
             let kpath = format!("{}/kustomization.yaml", path.trim_start_matches("./"));
-            assert!(r.files.contains_key(&kpath), "{ns}/{app}: {kpath} missing");
+            assert!(r.files.contains_key(&kpath), "{dir}/{app}: {kpath} missing");
             assert_eq!(at("/spec/interval"), "1h");
             assert_eq!(ks["spec"]["prune"], Json::Bool(true));
             assert_eq!(
@@ -277,13 +303,12 @@ fn app_kustomizations_follow_the_cluster_template_pattern() {
                 serde_json::json!([{"name": "cluster-secrets", "kind": "Secret"}])
             );
             for dep in ks["spec"]["dependsOn"].as_array().into_iter().flatten() {
-                let key = (
-                    str_at(dep, "/namespace").to_owned(),
-                    str_at(dep, "/name").to_owned(),
-                );
+                // A dependsOn without namespace means the Kustomization's own namespace.
+                let dep_ns = dep.get("namespace").and_then(Json::as_str).unwrap_or(ns);
+                let key = (dep_ns.to_owned(), str_at(dep, "/name").to_owned());
                 assert!(
                     known.contains(&key),
-                    "{ns}/{app}: dependsOn {key:?} does not exist"
+                    "{dir}/{app}: dependsOn {key:?} does not exist"
                 );
             }
         }
@@ -485,8 +510,12 @@ fn every_version_is_pinned_with_a_renovate_comment() {
                 let comment = format!("# renovate: datasource=docker depName={dep}");
                 let body = text(&r, &path);
                 let lines: Vec<&str> = body.lines().map(str::trim).collect();
-                let at = lines.iter().position(|l| l.starts_with("tag:")).unwrap();
-                assert_eq!(lines[at - 1], comment, "{path}");
+                let at = lines
+                    .iter()
+                    .position(|l| l.starts_with("tag:") && l.contains(tag))
+                    .unwrap_or_else(|| panic!("{path}: no `tag: {tag}` line"));
+                let renovate = lines[at - 1].starts_with(&comment) || lines[at].contains(&comment);
+                assert!(renovate, "{path}: `{comment}` missing beside the tag");
             }
         }
         assert!(oci >= 12, "{}: {oci} OCIRepositories", config.0);
@@ -506,8 +535,9 @@ fn every_version_is_pinned_with_a_renovate_comment() {
                 }
                 assert!(!line.contains("latest"), "{path}: {line}");
                 assert!(
-                    i > 0 && lines[i - 1].starts_with("# renovate: datasource="),
-                    "{path}: `{line}` has no Renovate comment above it"
+                    (i > 0 && lines[i - 1].starts_with("# renovate: datasource="))
+                        || line.contains("# renovate: datasource="),
+                    "{path}: `{line}` has no Renovate comment beside it"
                 );
             }
         }
@@ -704,41 +734,50 @@ fn bootstrap_helmfiles_find_their_charts_and_values() {
 }
 
 #[test]
-fn every_helmrelease_uses_the_ocirepository_next_to_it() {
-    let r = render(PUBLIC);
-    for path in r
-        .files
-        .keys()
-        .filter(|p| p.ends_with("/app/helmrelease.yaml"))
-    {
-        let hr = doc(&r, path);
-        let oci = doc(&r, &path.replace("helmrelease.yaml", "ocirepository.yaml"));
-        assert_eq!(hr["spec"]["chartRef"]["kind"], "OCIRepository", "{path}");
-        assert_eq!(
-            str_at(&hr, "/spec/chartRef/name"),
-            str_at(&oci, "/metadata/name"),
-            "{path}"
-        );
-        let kz = doc(&r, &path.replace("helmrelease.yaml", "kustomization.yaml"));
-        let resources: Vec<&str> = kz["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert!(
-            resources.contains(&"./helmrelease.yaml")
-                && resources.contains(&"./ocirepository.yaml"),
-            "{path}"
-        );
-        // Every resource listed by an app kustomization was rendered.
-        let dir = path.strip_suffix("helmrelease.yaml").unwrap();
-        for res in resources {
-            assert!(
-                r.files
-                    .contains_key(&format!("{dir}{}", res.trim_start_matches("./"))),
-                "{dir}{res}"
-            );
+fn every_helmrelease_uses_an_ocirepository_of_its_kustomization() {
+    for config in ALL {
+        let r = render(config);
+        for path in r
+            .files
+            .keys()
+            .filter(|p| p.ends_with("/kustomization.yaml") && p.starts_with("kubernetes/apps/"))
+        {
+            let dir = path.strip_suffix("kustomization.yaml").unwrap();
+            let kz = doc(&r, path);
+            let resources: Vec<&str> = kz["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Json::as_str)
+                .collect();
+            // Every listed resource was rendered.
+            for res in &resources {
+                let file = format!("{dir}{}", res.trim_start_matches("./"));
+                assert!(
+                    r.files.contains_key(&file),
+                    "{path}: {res} was not rendered"
+                );
+            }
+            let docs: Vec<Json> = resources
+                .iter()
+                .filter(|res| res.ends_with(".yaml"))
+                .flat_map(|res| {
+                    common::documents(&r, &format!("{dir}{}", res.trim_start_matches("./")))
+                })
+                .collect();
+            let oci: BTreeSet<&str> = docs
+                .iter()
+                .filter(|d| d["kind"] == "OCIRepository")
+                .map(|d| str_at(d, "/metadata/name"))
+                .collect();
+            for hr in docs.iter().filter(|d| d["kind"] == "HelmRelease") {
+                assert_eq!(hr["spec"]["chartRef"]["kind"], "OCIRepository", "{path}");
+                let chart = str_at(hr, "/spec/chartRef/name");
+                assert!(
+                    oci.contains(chart),
+                    "{path}: HelmRelease chartRef {chart} is not in this kustomization"
+                );
+            }
         }
     }
 }
