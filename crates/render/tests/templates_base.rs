@@ -897,3 +897,51 @@ fn cilium_bgp_only_when_configured() {
     assert!(hr(&public).contains("bgpControlPlane"));
     assert!(!hr(&private).contains("bgpControlPlane"));
 }
+
+/// Every value a base template prints goes through `| yaml` (which quotes any string so that it
+/// parses back unchanged), except a few expressions that only ever print constants.
+#[test]
+fn base_templates_print_values_only_through_the_yaml_filter() {
+    const CONSTANT_EXPRESSIONS: [&str; 2] = [
+        "2 if nodes | length > 1 else 1",
+        "'kube-system/proxmox-ccm' if proxmox_ccm_enabled else 'kube-system/coredns'",
+    ];
+    let config = common::repo_root().join("templates/config");
+    let mut stack = vec![config.clone()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(&config)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if path.is_dir() {
+                // The AI Gateway templates are checked by their own tests (crates/render/tests/ai_gateway.rs).
+                if rel != "kubernetes/apps/ai-gateway" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !rel.ends_with(".j2") {
+                continue;
+            }
+            let body = std::fs::read_to_string(&path).unwrap();
+            let mut rest = body.as_str();
+            while let Some(start) = rest.find("#{") {
+                let end = rest[start..]
+                    .find("}#")
+                    .unwrap_or_else(|| panic!("{rel}: unclosed #{{"));
+                let expr = rest[start + 2..start + end].trim();
+                checked += 1;
+                assert!(
+                    expr.ends_with("| yaml") || CONSTANT_EXPRESSIONS.contains(&expr),
+                    "{rel}: `#{{ {expr} }}#` prints a value without `| yaml`"
+                );
+                rest = &rest[start + end + 2..];
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} expressions found");
+}
