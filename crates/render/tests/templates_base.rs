@@ -945,3 +945,48 @@ fn base_templates_print_values_only_through_the_yaml_filter() {
     }
     assert!(checked > 50, "only {checked} expressions found");
 }
+
+/// Flux replaces `${VAR}` in app manifests with the values of `cluster-secrets` (postBuild);
+/// an unknown variable would silently become an empty string. Every variable used under
+/// `kubernetes/apps/` must be defined there. (Secrets are annotated so that Flux never
+/// substitutes inside them; a `${` in a token stays as it is.)
+#[test]
+fn flux_substitutions_use_only_cluster_secrets_variables() {
+    for config in ALL {
+        let r = render(config);
+        let secrets = doc(&r, "kubernetes/components/sops/cluster-secrets.sops.yaml");
+        let defined: BTreeSet<&str> = secrets["stringData"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut used = 0;
+        for (path, file) in r
+            .files
+            .iter()
+            .filter(|(p, _)| p.starts_with("kubernetes/apps/") && !is_sops_file(p))
+        {
+            let body = String::from_utf8_lossy(&file.contents);
+            let mut rest = body.as_ref();
+            while let Some(start) = rest.find("${") {
+                let end = rest[start..]
+                    .find('}')
+                    .unwrap_or_else(|| panic!("{path}: unclosed ${{"));
+                let expr = &rest[start + 2..start + end];
+                // `${VAR}`, `${VAR/./-}` (replacement), `${VAR:=default}`
+                let name: String = expr
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    defined.contains(name.as_str()),
+                    "{path}: ${{{expr}}} is not defined in cluster-secrets"
+                );
+                used += 1;
+                rest = &rest[start + end..];
+            }
+        }
+        assert!(used > 10, "{}: only {used} substitutions", config.0);
+    }
+}
