@@ -159,8 +159,12 @@ fn write_tree(r: &Rendered, name: &str) -> PathBuf {
     dir
 }
 
-// The skip message for an absent oracle goes to stderr.
+/// Tells that a check did not run because its oracle is absent.
 #[allow(clippy::print_stderr)]
+fn skip(message: &str) {
+    eprintln!("SKIP: {message}");
+}
+
 fn kubectl_available() -> bool {
     let ok = Command::new("kubectl")
         .args(["version", "--client"])
@@ -170,7 +174,7 @@ fn kubectl_available() -> bool {
         if std::env::var("REQUIRE_ORACLES").as_deref() == Ok("1") {
             panic!("kubectl is required (REQUIRE_ORACLES=1) but was not found");
         }
-        eprintln!("SKIP: kubectl not found; `kubectl kustomize` checks did not run");
+        skip("kubectl not found; `kubectl kustomize` checks did not run");
     }
     ok
 }
