@@ -12,7 +12,9 @@
 //!   Renovate comment on the line above;
 //! - secrets: every Secret lives in a `*.sops.yaml` file and such files carry values only under
 //!   `stringData`/`data`;
-//! - the bootstrap helmfiles find the OCIRepository and HelmRelease of every release they read.
+//! - the bootstrap helmfiles find the OCIRepository and HelmRelease of every release they read;
+//! - `crates/verify` finds nothing in the rendered trees (CRD schemas and CEL rules of
+//!   `../shared/schemas`, kustomize and Flux graphs).
 
 mod common;
 
@@ -992,5 +994,64 @@ fn flux_substitutions_use_only_cluster_secrets_variables() {
             }
         }
         assert!(used > 10, "{}: only {used} substitutions", config.0);
+    }
+}
+
+/// The rendered trees pass `crates/verify` with the pinned upstream schemas of `../shared/schemas`
+/// (CRD schemas with their CEL rules, the Kubernetes OpenAPI, the kustomize and Flux graphs).
+/// The test trees keep their fake secrets in plaintext (encryption is `crates/secrets`' job, and
+/// the configure pipeline encrypts before anything is written), so the one finding expected here
+/// is `verify::sops_plaintext`, and only for `*.sops.yaml` files.
+#[test]
+fn rendered_trees_pass_verify_with_the_shared_schemas() {
+    let shared = std::env::var_os("CLUSTER_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::repo_root().join("../shared"));
+    let schemas_dir = shared.join("schemas");
+    if !schemas_dir.is_dir() {
+        assert_ne!(
+            std::env::var("REQUIRE_ORACLES").as_deref(),
+            Ok("1"),
+            "{} is missing (REQUIRE_ORACLES=1)",
+            schemas_dir.display()
+        );
+        skip(&format!(
+            "{} not found; verify did not run",
+            schemas_dir.display()
+        ));
+        return;
+    }
+    let schemas = verify::SchemaSet::load(&schemas_dir)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", schemas_dir.display()));
+    for (config, name) in [(PUBLIC, "public"), (PRIVATE, "private"), (SINGLE, "single")] {
+        let r = render(config);
+        let dir = write_tree(&r, &format!("verify-{name}"));
+        let report = verify::verify(&dir, &schemas, &verify::VerifyConfig::cluster_template());
+        let _ = std::fs::remove_dir_all(&dir);
+        let unexpected: Vec<String> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .filter(|d| {
+                let plaintext_secret = d.code == "verify::sops_plaintext"
+                    && d.location.as_ref().is_some_and(|l| {
+                        is_sops_file(&l.file.to_string_lossy().replace('\\', "/"))
+                    });
+                !plaintext_secret
+            })
+            .map(|d| d.render(None))
+            .collect();
+        assert!(unexpected.is_empty(), "{name}:\n{}", unexpected.join("\n"));
+        assert!(report.stats.schemas_available);
+        assert!(
+            report.stats.schema_checked > 50,
+            "{name}: only {} objects checked against a schema",
+            report.stats.schema_checked
+        );
+        assert!(
+            report.stats.flux_kustomizations >= 14,
+            "{name}: {:?}",
+            report.stats
+        );
     }
 }
