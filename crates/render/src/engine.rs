@@ -64,7 +64,7 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
             .cloudflare_tunnel
             .as_ref()
             .map(|t| t.tunnel_id.clone())
-            .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+            .ok_or_else(|| missing("Cloudflare tunnel credentials", TUNNEL_FILE))
     });
     let files = inputs.clone();
     env.add_function(
@@ -74,7 +74,7 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
                 .cloudflare_tunnel
                 .as_ref()
                 .map(|t| t.token())
-                .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+                .ok_or_else(|| missing("Cloudflare tunnel credentials", TUNNEL_FILE))
         },
     );
     let files = inputs.clone();
@@ -101,13 +101,18 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
 }
 
 fn missing(what: &str, file: &str) -> Error {
+    let fix = if file == TUNNEL_FILE {
+        "create it with `cloudflared tunnel login` and then `cloudflared tunnel create --credentials-file cloudflare-tunnel.json kubernetes` next to cluster.yaml (`cargo xtask init` cannot create it)"
+    } else {
+        "run `cargo xtask init` to create it"
+    };
     Error::new(
         ErrorKind::InvalidOperation,
-        format!(
-            "the {what} ({file}) is needed by this template but was not found; run `cargo xtask init` to create it"
-        ),
+        format!("the {what} ({file}) is needed by this template but was not found; {fix}"),
     )
 }
+
+const TUNNEL_FILE: &str = "cloudflare-tunnel.json";
 
 /// `cidr | nthhost(n)`: the `n`th address of the network, or `false` when out of range or invalid
 /// (as cluster-template's plugin does).
@@ -133,9 +138,13 @@ fn basename(path: &str) -> String {
 /// `value | yaml`: a YAML flow scalar (or flow collection) that parses back to exactly `value`,
 /// whatever it contains — quotes, newlines, `#`, `: `, `{{`, `${`, unicode. Every user-supplied
 /// string in a template goes through this filter.
-fn yaml_scalar(value: Value) -> Result<String, Error> {
-    // JSON is a subset of YAML 1.2 flow syntax; a JSON string is a valid double-quoted scalar.
-    // serde_json escapes control characters and leaves everything else as is.
+///
+/// Strings become double-quoted scalars. Everything YAML does not allow raw inside double quotes
+/// is escaped: `"` and `\`, C0 controls, DEL, C1 controls, and the non-characters U+FFFE/U+FFFF.
+/// NEL, U+2028, U+2029 (line breaks to YAML 1.1 parsers such as go-yaml v2) and the BOM are
+/// escaped too, so every YAML parser reads the same string. Sequences and mappings become flow
+/// collections of the same, numbers and booleans their plain form, none `null`.
+pub fn yaml_scalar(value: Value) -> Result<String, Error> {
     if value.is_undefined() {
         return Err(Error::new(
             ErrorKind::UndefinedError,
@@ -144,18 +153,69 @@ fn yaml_scalar(value: Value) -> Result<String, Error> {
     }
     let json: serde_json::Value = serde_json::to_value(&value)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let mut out = serde_json::to_string(&json)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    // YAML forbids some characters that JSON allows raw: U+2028/U+2029 are line breaks in YAML
-    // 1.1 parsers, and NEL (U+0085) too. Escape them so every parser reads the same string.
-    if out.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{feff}']) {
-        out = out
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{2029}', "\\u2029")
-            .replace('\u{85}', "\\u0085")
-            .replace('\u{feff}', "\\ufeff");
-    }
+    let mut out = String::new();
+    write_yaml_flow(&json, &mut out);
     Ok(out)
+}
+
+fn write_yaml_flow(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value as J;
+    match value {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // JSON numbers (integers, `1.5`, `1e+30`) are YAML 1.2 core-schema numbers.
+        J::Number(n) => out.push_str(&n.to_string()),
+        J::String(s) => write_yaml_string(s, out),
+        J::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_flow(item, out);
+            }
+            out.push(']');
+        }
+        J::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_string(k, out);
+                out.push_str(": ");
+                write_yaml_flow(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A double-quoted YAML scalar holding exactly `s`.
+pub(crate) fn write_yaml_string(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `value | b64encode`: standard base64 of the UTF-8 bytes.

@@ -23,6 +23,9 @@ pub struct Output {
     pub contents: Vec<u8>,
     /// The template it came from, relative to the repository (`templates/config/…`).
     pub source: PathBuf,
+    /// Whether the template is executable; the output then is too (mode 0755, else 0644), as
+    /// makejinja copies the template's mode.
+    pub executable: bool,
 }
 
 /// Everything one render produced, keyed by output path relative to the output root, with `/`
@@ -40,6 +43,8 @@ struct Source {
     abs: PathBuf,
     /// Path shown to users: `<templates root name>/<input dir>/<rel>`.
     shown: PathBuf,
+    /// Index of its input folder in [`INPUT_DIRS`]: lower wins.
+    priority: usize,
 }
 
 /// Renders every template under `templates_root` with `context`. All template errors are
@@ -49,6 +54,58 @@ pub fn render_templates(
     context: &serde_json::Value,
     inputs: &Inputs,
 ) -> Result<Rendered, Vec<Diagnostic>> {
+    render_selected(templates_root, context, inputs, |_| true)
+}
+
+/// Renders only the template that produces `output` (e.g. `.sops.yaml`), with every other
+/// template available for `include`. `Ok(None)` when no template produces it or it rendered to
+/// whitespace only.
+pub fn render_template(
+    templates_root: &Path,
+    output: &str,
+    context: &serde_json::Value,
+    inputs: &Inputs,
+) -> Result<Option<Output>, Vec<Diagnostic>> {
+    let mut rendered = render_selected(templates_root, context, inputs, |target| target == output)?;
+    Ok(rendered.files.remove(output))
+}
+
+/// Talos patch templates per patch directory, for the `talos_patches(dir)` function: every
+/// `talos/patches/<dir>/*.yaml.j2` under `overrides/` and `config/`, as paths relative to `talos/`
+/// (`patches/global/machine-network.yaml.j2`, so `| basename` gives the output name), sorted.
+pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for dir in INPUT_DIRS {
+        let base = templates_root.join(dir).join("talos/patches");
+        let Ok(groups) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for group in groups.flatten() {
+            let Ok(files) = std::fs::read_dir(group.path()) else {
+                continue;
+            };
+            let name = group.file_name().to_string_lossy().into_owned();
+            for file in files.flatten() {
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                if file_name.ends_with(".yaml.j2") && !is_partial(&file_name) {
+                    out.entry(name.clone())
+                        .or_default()
+                        .insert(format!("patches/{name}/{file_name}"));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
+fn render_selected(
+    templates_root: &Path,
+    context: &serde_json::Value,
+    inputs: &Inputs,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Rendered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let shown_root = templates_root
         .file_name()
@@ -56,7 +113,7 @@ pub fn render_templates(
         .unwrap_or_else(|| PathBuf::from("templates"));
     // Highest priority first; the first occurrence of a relative path wins.
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    for dir in INPUT_DIRS {
+    for (priority, dir) in INPUT_DIRS.into_iter().enumerate() {
         let base = templates_root.join(dir);
         let mut files = Vec::new();
         if let Err(err) = list_files(&base, &base, &mut files) {
@@ -71,15 +128,52 @@ pub fn render_templates(
             sources.entry(rel.clone()).or_insert_with(|| Source {
                 abs: base.join(&rel),
                 shown: shown_root.join(dir).join(&rel),
+                priority,
                 rel,
             });
         }
     }
 
+    // The first input folder producing an output path wins (makejinja walks `overrides/` first,
+    // each folder sorted, so `x.yaml` beats `x.yaml.j2` in the same folder).
+    let mut producer: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for src in sources.values() {
+        if is_partial(&src.rel) {
+            continue;
+        }
+        let candidate = (src.priority, src.rel.as_str());
+        producer
+            .entry(target_path(&src.rel))
+            .and_modify(|best| *best = (*best).min(candidate))
+            .or_insert(candidate);
+    }
+    let produces = |src: &Source| {
+        !is_partial(&src.rel)
+            && producer.get(target_path(&src.rel)) == Some(&(src.priority, src.rel.as_str()))
+    };
+
     let mut env = engine::environment(inputs);
     let mut texts: Vec<(&Source, String)> = Vec::new();
-    let mut copies: Vec<(&Source, Vec<u8>)> = Vec::new();
+    let mut copies: Vec<(&Source, Vec<u8>, bool)> = Vec::new();
     for src in sources.values() {
+        let target = target_path(&src.rel);
+        if crate::output::is_reserved(target) {
+            diags.push(
+                Diagnostic::error(
+                    "render::reserved_name",
+                    "",
+                    format!("`{target}` is a name the output stage reserves for itself"),
+                )
+                .at(Some(Location::new(&src.shown, 1, 1, 1)))
+                .with_help("rename the template"),
+            );
+            continue;
+        }
+        // Included templates must be loaded even when only one output is wanted.
+        let needed = src.rel.ends_with(".j2") || (produces(src) && wanted(target));
+        if !needed {
+            continue;
+        }
         match std::fs::read(&src.abs) {
             Ok(bytes) if src.rel.ends_with(".j2") => match String::from_utf8(bytes) {
                 Ok(text) => texts.push((src, text)),
@@ -88,7 +182,7 @@ pub fn render_templates(
                         .at(Some(Location::new(&src.shown, 1, 1, 1))),
                 ),
             },
-            Ok(bytes) => copies.push((src, bytes)),
+            Ok(bytes) => copies.push((src, bytes, is_executable(&src.abs))),
             Err(err) => diags.push(Diagnostic::error(
                 "render::read",
                 "",
@@ -108,31 +202,33 @@ pub fn render_templates(
     let ctx = Value::from(minijinja::value::Serde(context));
     let mut out = Rendered::default();
     for (src, _) in &texts {
-        if is_partial(&src.rel) {
+        let target = target_path(&src.rel);
+        if !produces(src) || !wanted(target) {
             continue;
         }
-        let target = src.rel.strip_suffix(".j2").unwrap_or(&src.rel).to_owned();
         let rendered = env.get_template(&src.rel).and_then(|t| t.render(&ctx));
         match rendered {
-            Ok(text) if text.trim().is_empty() => out.skipped.push(target),
+            Ok(text) if text.trim().is_empty() => out.skipped.push(target.to_owned()),
             Ok(text) => {
                 out.files.insert(
-                    target,
+                    target.to_owned(),
                     Output {
                         contents: text.into_bytes(),
                         source: src.shown.clone(),
+                        executable: is_executable(&src.abs),
                     },
                 );
             }
             Err(err) => diags.push(template_error(&err, src)),
         }
     }
-    for (src, bytes) in copies {
+    for (src, bytes, executable) in copies {
         out.files.insert(
             src.rel.clone(),
             Output {
                 contents: bytes,
                 source: src.shown.clone(),
+                executable,
             },
         );
     }
@@ -141,6 +237,22 @@ pub fn render_templates(
     } else {
         Err(diags)
     }
+}
+
+/// The output path of a template: its path minus one trailing `.j2`.
+fn target_path(rel: &str) -> &str {
+    rel.strip_suffix(".j2").unwrap_or(rel)
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &Path) -> bool {
+    false
 }
 
 fn is_partial(rel: &str) -> bool {
