@@ -321,4 +321,128 @@ mod tests {
         assert_eq!(yaml_scalar(Value::from(5)).unwrap(), "5");
         assert_eq!(indent_block("a\nb\n\nc", 2), "a\n  b\n\n  c");
     }
+
+    fn parse(text: &str) -> Vec<serde_json::Value> {
+        let loaded = schema::yaml::load(
+            text,
+            std::path::Path::new("t.yaml"),
+            schema::yaml::Limits::MANIFESTS,
+        );
+        assert!(
+            loaded.diagnostics.is_empty(),
+            "does not parse: {text:?}: {:?}",
+            loaded.diagnostics
+        );
+        loaded.documents.iter().map(|d| d.to_json()).collect()
+    }
+
+    /// Strings no YAML scalar may hold raw, or that a plain scalar would misread.
+    const HOSTILE: &[&str] = &[
+        "",
+        " ",
+        "a: b",
+        "a #b",
+        "#",
+        "- x",
+        "? x",
+        "[a]",
+        "{a: b}",
+        "&a",
+        "*a",
+        "!tag",
+        "|",
+        ">",
+        "'",
+        "\"",
+        "\\",
+        "\\n",
+        "{{ .Values.x }}",
+        "${VAR}",
+        "${VAR/./-}",
+        "#{ x }#",
+        "#% if %#",
+        "true",
+        "no",
+        "null",
+        "~",
+        "0x1f",
+        "1e3",
+        "0777",
+        "1_000",
+        ".inf",
+        "---",
+        "...",
+        "%YAML 1.2",
+        "line1\nline2",
+        "\r\n",
+        "\t",
+        "trailing ",
+        " leading",
+        "\u{0}",
+        "\u{7}",
+        "\u{1b}[31m",
+        "\u{7f}",
+        "\u{85}",
+        "\u{9f}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{feff}",
+        "\u{fffe}",
+        "\u{ffff}",
+        "\u{10ffff}",
+        "émoji 🦀",
+        "ﬁ",
+        "ℌ",
+        "\u{202e}rtl",
+        "@x",
+        "`x`",
+        "%x",
+        "a,b",
+        "a]",
+        "a}",
+    ];
+
+    #[test]
+    fn yaml_filter_round_trips_hostile_strings_in_every_position() {
+        for s in HOSTILE {
+            let ctx = serde_json::json!({ "v": s, "l": [s, s], "m": { *s: s } });
+            let src = "k: #{ v | yaml }#\nlist:\n  - #{ v | yaml }#\n#{ v | yaml }#: 1\nflow: #{ l | yaml }#\nmap: #{ m | yaml }#\n";
+            let out = render(src, ctx).unwrap();
+            let docs = parse(&out);
+            let doc = &docs[0];
+            assert_eq!(doc["k"], serde_json::json!(s), "{out}");
+            assert_eq!(doc["list"][0], serde_json::json!(s), "{out}");
+            assert_eq!(doc[*s], serde_json::json!(1), "{out}");
+            assert_eq!(doc["flow"], serde_json::json!([s, s]), "{out}");
+            assert_eq!(doc["map"][*s], serde_json::json!(s), "{out}");
+        }
+    }
+
+    #[test]
+    fn yaml_filter_keeps_other_types() {
+        let ctx =
+            serde_json::json!({"i": 42, "f": 1.5, "b": false, "n": null, "big": 4294967295u64});
+        let out = render(
+            "[#{ i | yaml }#, #{ f | yaml }#, #{ b | yaml }#, #{ n | yaml }#, #{ big | yaml }#]",
+            ctx,
+        )
+        .unwrap();
+        assert_eq!(out, "[42, 1.5, false, null, 4294967295]");
+        assert_eq!(
+            parse(&out)[0],
+            serde_json::json!([42, 1.5, false, null, 4294967295u64])
+        );
+        assert!(render("#{ nope | yaml }#", serde_json::json!({})).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn yaml_quote_round_trips_any_string(s in "\\PC*|.*|[\\x00-\\x{ff}]*|[#:{}$ '\"\\\\\n-]*") {
+            let out = render("k: #{ v | yaml }#\n", serde_json::json!({ "v": s })).unwrap();
+            let docs = parse(&out);
+            proptest::prop_assert_eq!(&docs[0]["k"], &serde_json::json!(s));
+        }
+    }
 }

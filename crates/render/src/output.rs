@@ -189,7 +189,7 @@ pub fn plan(
     let mut errors = Vec::new();
     let (old_manifest, manifest_on_disk) = match read_manifest(root) {
         Ok(m) => m,
-        Err(d) => return Err(vec![d]),
+        Err(d) => return Err(vec![*d]),
     };
     let mut ancestors = AncestorCheck::new(root);
     let mut files = Vec::with_capacity(rendered.files.len());
@@ -200,13 +200,13 @@ pub fn plan(
     for (path, output) in rendered.files {
         let source = output.source.to_string_lossy().replace('\\', "/");
         if let Err(d) = ancestors.check(&path) {
-            errors.push(d);
+            errors.push(*d);
             continue;
         }
         let old = match read_regular(root, &path) {
             Ok(old) => old,
             Err(d) => {
-                errors.push(d);
+                errors.push(*d);
                 continue;
             }
         };
@@ -303,6 +303,11 @@ pub fn plan(
     let rendered_paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let mut stale = Vec::new();
     let mut leftovers = Vec::new();
+    // The manifest's own temporary file is ours whatever state the manifest is in.
+    let manifest_tmp = temp_path(MANIFEST_FILE);
+    if fs::symlink_metadata(root.join(&manifest_tmp)).is_ok_and(|m| m.is_file()) {
+        leftovers.push(manifest_tmp);
+    }
     for (path, entry) in &old_manifest.files {
         if !old_manifest.complete {
             let tmp = temp_path(path);
@@ -314,7 +319,7 @@ pub fn plan(
             continue;
         }
         if let Err(d) = ancestors.check(path) {
-            errors.push(d);
+            errors.push(*d);
             continue;
         }
         let old = match read_regular(root, path) {
@@ -323,7 +328,7 @@ pub fn plan(
                 // A directory now sits where a file was: not ours, leave it.
                 warnings.push(Diagnostic {
                     severity: schema::Severity::Warning,
-                    ..d
+                    ..*d
                 });
                 continue;
             }
@@ -553,7 +558,7 @@ pub enum ApplyError {
     Conflicts,
     /// A filesystem operation failed; what was written so far is consistent (see the module
     /// invariants) and the next run finishes the job.
-    Io(Diagnostic),
+    Io(Box<Diagnostic>),
     /// [`ApplyOptions::crash_after`] was reached.
     Crashed,
 }
@@ -753,11 +758,11 @@ fn remove_if_present(path: &Path) -> Result<(), ApplyError> {
 }
 
 fn io_error(path: &Path, what: &str, err: std::io::Error) -> ApplyError {
-    ApplyError::Io(Diagnostic::error(
+    ApplyError::Io(Box::new(Diagnostic::error(
         "render::write",
         "",
         format!("cannot {what} {}: {err}", path.display()),
-    ))
+    )))
 }
 
 fn parent_of(rel: &str) -> &str {
@@ -787,7 +792,7 @@ fn manifest_bytes(m: &Manifest) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn read_manifest(root: &Path) -> Result<(Manifest, Option<Vec<u8>>), Diagnostic> {
+fn read_manifest(root: &Path) -> Result<(Manifest, Option<Vec<u8>>), Box<Diagnostic>> {
     let path = root.join(MANIFEST_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -802,19 +807,17 @@ fn read_manifest(root: &Path) -> Result<(Manifest, Option<Vec<u8>>), Diagnostic>
             ));
         }
         Err(e) => {
-            return Err(Diagnostic::error(
+            return Err(Box::new(Diagnostic::error(
                 "render::manifest",
                 "",
                 format!("cannot read {}: {e}", path.display()),
-            ));
+            )));
         }
     };
     let broken = |msg: String| {
-        Diagnostic::error("render::manifest", "", format!("{MANIFEST_FILE}: {msg}"))
+        Box::new(Diagnostic::error("render::manifest", "", format!("{MANIFEST_FILE}: {msg}"))
             .at(Some(Location::new(&path, 1, 1, 1)))
-            .with_help(format!(
-                "restore it from git; deleting it makes configure treat every existing output as a file it did not write (conflicts, no pruning)"
-            ))
+            .with_help("restore it from git; deleting it makes configure treat every existing output as a file it did not write (conflicts, no pruning)"))
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| broken(format!("not a render manifest: {e}")))?;
@@ -847,21 +850,21 @@ fn is_safe_relative(path: &str) -> bool {
 
 /// The bytes of `root/rel` when it is a regular file, `None` when absent; an error when
 /// something else is there.
-fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Diagnostic> {
+fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Box<Diagnostic>> {
     let abs = root.join(rel);
     match fs::symlink_metadata(&abs) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Diagnostic::error(
+        Err(e) => Err(Box::new(Diagnostic::error(
             "render::read",
             "",
             format!("cannot inspect {}: {e}", abs.display()),
-        )),
+        ))),
         Ok(m) if m.is_file() => fs::read(&abs).map(Some).map_err(|e| {
-            Diagnostic::error(
+            Box::new(Diagnostic::error(
                 "render::read",
                 "",
                 format!("cannot read {}: {e}", abs.display()),
-            )
+            ))
         }),
         Ok(m) => {
             let what = if m.is_dir() {
@@ -869,15 +872,17 @@ fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Diagnostic> {
             } else {
                 "a symlink or special file"
             };
-            Err(Diagnostic::error(
-                "render::in_the_way",
-                "",
-                format!(
-                    "{rel}: {what} is where configure writes a file; configure does not touch it"
-                ),
-            )
-            .at(Some(Location::new(abs, 1, 1, 1)))
-            .with_help("move it away"))
+            Err(Box::new(
+                Diagnostic::error(
+                    "render::in_the_way",
+                    "",
+                    format!(
+                        "{rel}: {what} is where configure writes a file; configure does not touch it"
+                    ),
+                )
+                .at(Some(Location::new(abs, 1, 1, 1)))
+                .with_help("move it away"),
+            ))
         }
     }
 }
@@ -897,7 +902,7 @@ impl<'a> AncestorCheck<'a> {
         }
     }
 
-    fn check(&mut self, rel: &str) -> Result<(), Diagnostic> {
+    fn check(&mut self, rel: &str) -> Result<(), Box<Diagnostic>> {
         let mut dir = String::new();
         for component in rel
             .split('/')
@@ -920,13 +925,15 @@ impl<'a> AncestorCheck<'a> {
                     }
                 });
             if let Err(why) = verdict {
-                return Err(Diagnostic::error(
-                    "render::in_the_way",
-                    "",
-                    format!("{rel}: cannot write it because {dir} {why}; configure does not write through it"),
-                )
-                .at(Some(Location::new(root.join(&dir), 1, 1, 1)))
-                .with_help("move it away"));
+                return Err(Box::new(
+                    Diagnostic::error(
+                        "render::in_the_way",
+                        "",
+                        format!("{rel}: cannot write it because {dir} {why}; configure does not write through it"),
+                    )
+                    .at(Some(Location::new(root.join(&dir), 1, 1, 1)))
+                    .with_help("move it away"),
+                ));
             }
         }
         Ok(())

@@ -313,3 +313,195 @@ fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A templates root with the given files (`config/…`, `overrides/…`).
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let abs = dir.path().join(path);
+            std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            std::fs::write(abs, text).unwrap();
+        }
+        dir
+    }
+
+    fn render(files: &[(&str, &str)]) -> Result<Rendered, Vec<Diagnostic>> {
+        let dir = tree(files);
+        render_templates(
+            dir.path(),
+            &serde_json::json!({"on": false, "name": "x"}),
+            &Inputs::default(),
+        )
+    }
+
+    fn text(r: &Rendered, path: &str) -> String {
+        String::from_utf8(r.files[path].contents.clone()).unwrap()
+    }
+
+    #[test]
+    fn overrides_shadow_config_per_path_and_for_includes() {
+        let r = render(&[
+            (
+                "config/a.yaml.j2",
+                "a: #{ name }#\n#% include 'part.partial.yaml.j2' %#",
+            ),
+            ("config/part.partial.yaml.j2", "part: config\n"),
+            ("overrides/part.partial.yaml.j2", "part: override\n"),
+            ("config/b.yaml.j2", "b: config\n"),
+            ("overrides/b.yaml.j2", "b: override\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, "a.yaml"), "a: x\npart: override\n");
+        assert_eq!(text(&r, "b.yaml"), "b: override\n");
+        assert!(r.files["b.yaml"].source.ends_with("overrides/b.yaml.j2"));
+        // Partials are never outputs.
+        assert_eq!(r.files.keys().collect::<Vec<_>>(), ["a.yaml", "b.yaml"]);
+    }
+
+    #[test]
+    fn suffix_copies_dotfiles_and_feature_toggles() {
+        let r = render(&[
+            ("config/.sops.yaml.j2", "rules: #{ name }#\n"),
+            (
+                "config/dir/plain.txt",
+                "{{ .Values }} ${VAR} #{ untouched }#\n",
+            ),
+            ("config/x.yaml.j2.j2", "x: 1\n"),
+            ("config/off.yaml.j2", "#% if on %#\noff: 1\n#% endif %#\n"),
+            ("config/blank.yaml.j2", "  \n\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, ".sops.yaml"), "rules: x\n");
+        // Non-.j2 files are copied byte for byte, delimiters and all.
+        assert_eq!(
+            text(&r, "dir/plain.txt"),
+            "{{ .Values }} ${VAR} #{ untouched }#\n"
+        );
+        // Only the last `.j2` is stripped.
+        assert!(r.files.contains_key("x.yaml.j2"));
+        assert!(!r.files.contains_key("off.yaml") && !r.files.contains_key("blank.yaml"));
+        let mut skipped = r.skipped.clone();
+        skipped.sort();
+        assert_eq!(skipped, ["blank.yaml", "off.yaml"]);
+    }
+
+    #[test]
+    fn first_producer_of_an_output_path_wins() {
+        let r = render(&[
+            ("config/a.yaml", "copied\n"),
+            ("config/a.yaml.j2", "rendered\n"),
+            ("config/b.yaml.j2", "config template\n"),
+            ("overrides/b.yaml", "override copy\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, "a.yaml"), "copied\n");
+        assert_eq!(text(&r, "b.yaml"), "override copy\n");
+    }
+
+    #[test]
+    fn errors_are_reported_together_and_nothing_is_returned() {
+        let errs = render(&[
+            ("config/a.yaml.j2", "a: #{ missing }#\n"),
+            ("config/b.yaml.j2", "b: #% if %#\n"),
+            ("config/c.yaml.j2", "c: fine\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            errs.len(),
+            1,
+            "syntax errors stop before rendering: {errs:?}"
+        );
+        assert!(
+            errs[0]
+                .location
+                .as_ref()
+                .unwrap()
+                .file
+                .ends_with("config/b.yaml.j2")
+        );
+        let errs = render(&[
+            ("config/a.yaml.j2", "a: #{ missing }#\n"),
+            ("config/b.yaml.j2", "b: #{ also_missing }#\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|d| d.code == "render::template"));
+    }
+
+    #[test]
+    fn reserved_output_names_are_refused() {
+        let errs = render(&[("config/.render-manifest.json.j2", "{}\n")]).unwrap_err();
+        assert_eq!(errs[0].code, "render::reserved_name");
+        let errs = render(&[("config/x/.a.render-tmp", "")]).unwrap_err();
+        assert_eq!(errs[0].code, "render::reserved_name");
+    }
+
+    #[test]
+    fn one_template_with_includes() {
+        let dir = tree(&[
+            ("config/.sops.yaml.j2", "#% include 'k.partial.yaml.j2' %#"),
+            ("config/k.partial.yaml.j2", "key: #{ age_key('public') }#\n"),
+            // Would fail (undefined), but is not rendered.
+            ("config/other.yaml.j2", "#{ nope }#"),
+        ]);
+        let inputs = Inputs {
+            age_public_key: Some("age1x".into()),
+            ..Inputs::default()
+        };
+        let out = render_template(dir.path(), ".sops.yaml", &serde_json::json!({}), &inputs)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.contents, b"key: age1x\n");
+        assert!(
+            render_template(dir.path(), "absent", &serde_json::json!({}), &inputs)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn talos_patch_lists() {
+        let dir = tree(&[
+            ("config/talos/patches/global/b.yaml.j2", ""),
+            ("config/talos/patches/global/a.yaml.j2", ""),
+            ("overrides/talos/patches/global/c.yaml.j2", ""),
+            ("config/talos/patches/controller/x.yaml.j2", ""),
+            ("config/talos/patches/controller/notes.md", ""),
+        ]);
+        let p = talos_patches(dir.path());
+        assert_eq!(
+            p["global"],
+            [
+                "patches/global/a.yaml.j2",
+                "patches/global/b.yaml.j2",
+                "patches/global/c.yaml.j2"
+            ]
+        );
+        assert_eq!(p["controller"], ["patches/controller/x.yaml.j2"]);
+        assert!(!p.contains_key("worker"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn executable_templates_give_executable_outputs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tree(&[
+            ("config/run.sh.j2", "echo #{ name }#\n"),
+            ("config/a.txt", "a"),
+        ]);
+        let script = dir.path().join("config/run.sh.j2");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = render_templates(
+            dir.path(),
+            &serde_json::json!({"name": "x"}),
+            &Inputs::default(),
+        )
+        .unwrap();
+        assert!(r.files["run.sh"].executable);
+        assert!(!r.files["a.txt"].executable);
+    }
+}
