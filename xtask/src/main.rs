@@ -11,6 +11,7 @@
 
 use std::process::ExitCode;
 
+mod dist;
 mod report;
 mod schema_cmd;
 mod util;
@@ -22,6 +23,7 @@ cargo xtask <command> [options]
 Commands:
   validate                 check cluster.yaml and nodes.yaml, report every problem
   schema                   write the editor JSON Schemas and docs/configuration.md
+  dist                     build the reproducible release archive
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         }
         "validate" => validate::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
+        "dist" => dist::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
