@@ -428,7 +428,7 @@ fn find_places(docs: &BTreeMap<String, Vec<serde_json::Value>>, markers: &[Strin
 
 /// Standard base64 with padding, decoding to UTF-8; `None` for anything else.
 fn base64_decode(s: &str) -> Option<String> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| -> Option<u32> {
