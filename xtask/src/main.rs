@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod dist;
 mod report;
 mod schema_cmd;
+mod secrets;
 mod util;
 mod validate;
 
@@ -23,6 +24,7 @@ cargo xtask <command> [options]
 Commands:
   validate                 check cluster.yaml and nodes.yaml, report every problem
   schema                   write the editor JSON Schemas and docs/configuration.md
+  secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
   dist                     build the reproducible release archive
   help                     print this help
 
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         "validate" => validate::run(&mut args),
+        "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
         "dist" => dist::run(&mut args),
         other => {
