@@ -11,7 +11,10 @@
 
 use std::process::ExitCode;
 
+mod bench;
+mod configure;
 mod dist;
+mod init;
 mod report;
 mod schema_cmd;
 mod secrets;
@@ -22,10 +25,13 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
+  init                     create cluster.yaml, nodes.yaml, age.key, deploy key, token, .sops.yaml
+  configure                validate, render, encrypt and write the GitOps tree (--example: try it)
   validate                 check cluster.yaml and nodes.yaml, report every problem
   schema                   write the editor JSON Schemas and docs/configuration.md
   secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
   dist                     build the reproducible release archive
+  bench                    time configure on generated large configurations
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -53,6 +59,9 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "init" => init::run(&mut args),
+        "configure" => configure::run(&mut args),
+        "bench" => bench::run(&mut args),
         "validate" => validate::run(&mut args),
         "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),

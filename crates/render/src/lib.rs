@@ -38,6 +38,12 @@ pub fn yaml_quote(s: &str) -> String {
     out
 }
 
+/// A context with no values, for templates that need none (`cargo xtask init` renders
+/// `.sops.yaml` before `cluster.yaml` is filled in).
+pub fn empty_context() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
 pub(crate) fn engine_b64(s: &str) -> String {
     engine::b64(s)
 }

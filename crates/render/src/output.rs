@@ -621,11 +621,46 @@ pub fn apply(plan: &Plan, options: &ApplyOptions) -> Result<(), ApplyError> {
         )?;
     }
 
+    // Directories for new files first, then every temporary file written and synced in
+    // parallel (fsync dominates the time; the filesystem journal batches concurrent syncs),
+    // then the renames one by one, so each path flips from old to new in one step.
     let mut touched_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    for dir in writes
+        .iter()
+        .map(|f| parent_of(&f.path))
+        .collect::<BTreeSet<_>>()
+    {
+        let abs = root.join(dir);
+        if !abs.is_dir() {
+            ops.step()?;
+            fs::create_dir_all(&abs).map_err(|e| io_error(&abs, "create directory", e))?;
+        }
+        touched_dirs.insert(abs);
+    }
+    // Two operations per temporary file (first half written; rest written and synced), numbered
+    // in plan order, so an interruption point means the same thing however threads run.
+    let first_op = ops.done;
+    let temps = parallel(writes.len(), |i| {
+        let f = writes[i];
+        let budget = ops.limit.map(|l| l.saturating_sub(first_op + 2 * i));
+        write_temp(
+            root,
+            &f.path,
+            f.new.as_deref().unwrap_or_default(),
+            f.executable,
+            budget,
+        )
+    });
+    temps.into_iter().collect::<Result<Vec<()>, ApplyError>>()?;
+    ops.done = first_op + 2 * writes.len();
+    if ops.limit.is_some_and(|l| l < ops.done) {
+        return Err(ApplyError::Crashed);
+    }
     for f in &writes {
-        let bytes = f.new.as_deref().unwrap_or_default();
-        write_atomic(root, &f.path, bytes, f.executable, &mut ops)?;
-        touched_dirs.insert(root.join(parent_of(&f.path)));
+        ops.step()?;
+        let target = root.join(&f.path);
+        fs::rename(root.join(temp_path(&f.path)), &target)
+            .map_err(|e| io_error(&target, "replace", e))?;
     }
     for f in &removals {
         if f.old.is_some() {
@@ -651,9 +686,8 @@ pub fn apply(plan: &Plan, options: &ApplyOptions) -> Result<(), ApplyError> {
         }
         touched_dirs.insert(root.join(parent_of(&f.path)));
     }
-    for dir in &touched_dirs {
-        sync_dir(dir);
-    }
+    let touched_dirs: Vec<PathBuf> = touched_dirs.into_iter().collect();
+    parallel(touched_dirs.len(), |i| sync_dir(&touched_dirs[i]));
     write_atomic(
         root,
         MANIFEST_FILE,
@@ -680,8 +714,7 @@ impl Ops {
 }
 
 /// Writes `bytes` to `root/rel` through `.<name>.render-tmp` in the same directory: create,
-/// write, fsync, rename. Each stage counts as an operation for crash tests (the first write
-/// stops half-way when interrupted there).
+/// write, fsync, rename. Three operations for crash tests (see [`write_temp`], then the rename).
 fn write_atomic(
     root: &Path,
     rel: &str,
@@ -689,24 +722,73 @@ fn write_atomic(
     executable: bool,
     ops: &mut Ops,
 ) -> Result<(), ApplyError> {
-    let target = root.join(rel);
-    let tmp = root.join(temp_path(rel));
     let dir = root.join(parent_of(rel));
-    ops.step()?;
     fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "create directory", e))?;
+    let budget = ops.limit.map(|l| l.saturating_sub(ops.done));
+    write_temp(root, rel, bytes, executable, budget)?;
+    ops.done += 2;
+    ops.step()?;
+    let target = root.join(rel);
+    fs::rename(root.join(temp_path(rel)), &target).map_err(|e| io_error(&target, "replace", e))
+}
+
+/// Writes the temporary file of `rel`: the first half (operation 1), then the rest and an
+/// fsync (operation 2). `budget` is how many of the two may run (crash tests); an interrupted
+/// write just stops, as a killed process would, and reports [`ApplyError::Crashed`].
+fn write_temp(
+    root: &Path,
+    rel: &str,
+    bytes: &[u8],
+    executable: bool,
+    budget: Option<usize>,
+) -> Result<(), ApplyError> {
+    if budget == Some(0) {
+        return Err(ApplyError::Crashed);
+    }
+    let tmp = root.join(temp_path(rel));
     remove_if_present(&tmp)?;
     let mut file = create_file(&tmp, executable).map_err(|e| io_error(&tmp, "create", e))?;
     let half = bytes.len() / 2;
     file.write_all(&bytes[..half])
         .map_err(|e| io_error(&tmp, "write", e))?;
-    ops.step()?;
+    if budget == Some(1) {
+        return Err(ApplyError::Crashed);
+    }
     file.write_all(&bytes[half..])
         .and_then(|()| file.sync_all())
-        .map_err(|e| io_error(&tmp, "write", e))?;
-    drop(file);
-    ops.step()?;
-    fs::rename(&tmp, &target).map_err(|e| io_error(&target, "replace", e))?;
-    Ok(())
+        .map_err(|e| io_error(&tmp, "write", e))
+}
+
+/// Runs `f(0..n)` on up to 16 threads (the work is waiting on fsync, not CPU); results in
+/// index order.
+fn parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = n.clamp(1, 16);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            return done;
+                        }
+                        done.push((i, f(i)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(unix)]

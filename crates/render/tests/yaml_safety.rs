@@ -42,6 +42,11 @@ enum Kind {
     ClientKey,
     /// A regular expression matching the hostile text literally.
     Regex,
+    /// A disk given as a device path: `/dev/` then anything (templates tell device paths from
+    /// serial numbers by the leading `/`).
+    DevicePath,
+    /// A disk serial number: anything not starting with `/`.
+    Serial,
 }
 
 /// Every user-controlled string field that can carry hostile characters, as a JSON pointer
@@ -66,8 +71,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("/ai_gateway_mcp_servers/0/tool_filter/0", Kind::Regex),
     ("/ai_gateway_client_keys/0/key", Kind::ClientKey),
     ("/ai_gateway_client_keys/1/key", Kind::ClientKey),
-    ("/nodes/0/disk", Kind::Any),
-    ("/nodes/1/disk", Kind::Any),
+    ("/nodes/0/disk", Kind::DevicePath),
+    ("/nodes/1/disk", Kind::Serial),
     ("/nodes/1/kernel_modules/0", Kind::Any),
 ];
 
@@ -76,7 +81,8 @@ const FIELDS: &[(&str, Kind)] = &[
 fn marker(i: usize, kind: Kind) -> String {
     let stem = format!("Qz{i:02}Mk");
     match kind {
-        Kind::Any | Kind::ModelName | Kind::Regex => format!("{stem}Val"),
+        Kind::Any | Kind::ModelName | Kind::Regex | Kind::Serial => format!("{stem}Val"),
+        Kind::DevicePath => format!("/dev/{stem}Val"),
         Kind::TokenId => format!("{stem}User@Realm!Tok"),
         Kind::ProxmoxUrl => format!("https://{stem}Host/api2/json"),
         Kind::UrlPath => format!("/{stem}Path"),
@@ -222,6 +228,16 @@ fn hostile_for(kind: Kind, i: usize) -> BoxedStrategy<String> {
         .prop_map(move |k| format!("{k}{i}"))
         .boxed(),
         Kind::Regex => hostile_any().prop_map(|s| regex_escape(&s)).boxed(),
+        Kind::DevicePath => hostile_any().prop_map(|s| format!("/dev/{s}")).boxed(),
+        Kind::Serial => hostile_any()
+            .prop_map(|s| {
+                if s.starts_with('/') {
+                    format!("x{s}")
+                } else {
+                    s
+                }
+            })
+            .boxed(),
     }
 }
 
@@ -324,6 +340,9 @@ fn render_config(templates_root: &Path, values: &[String]) -> Result<render::Ren
 enum Seg {
     Key(String),
     Index(usize),
+    /// The string here is itself a YAML document (a config file inside a Secret, a Talos patch
+    /// in talconfig): the path continues inside it.
+    Embedded,
 }
 
 /// A place in a rendered document that holds a marker.
@@ -393,6 +412,14 @@ fn find_places(docs: &BTreeMap<String, Vec<serde_json::Value>>, markers: &[Strin
             };
         match v {
             serde_json::Value::String(s) => {
+                if markers.iter().any(|m| s.contains(m.as_str()))
+                    && let Some(inner) = embedded_document(s)
+                {
+                    path.push(Seg::Embedded);
+                    walk(&inner, path, at, markers, out);
+                    path.pop();
+                    return;
+                }
                 record(out, s, false, false, path);
                 // Short strings decode by accident too often to be worth following.
                 if let Some(decoded) = base64_decode(s).filter(|_| s.len() >= 12) {
@@ -424,6 +451,21 @@ fn find_places(docs: &BTreeMap<String, Vec<serde_json::Value>>, markers: &[Strin
         }
     }
     out
+}
+
+/// A multi-line string that is a YAML mapping or sequence, as JSON.
+fn embedded_document(s: &str) -> Option<serde_json::Value> {
+    if !s.contains('\n') {
+        return None;
+    }
+    let loaded = schema::yaml::load(s, Path::new("embedded"), schema::yaml::Limits::MANIFESTS);
+    match (loaded.diagnostics.is_empty(), loaded.documents.as_slice()) {
+        (true, [doc]) => {
+            let json = doc.to_json();
+            (json.is_object() || json.is_array()).then_some(json)
+        }
+        _ => None,
+    }
 }
 
 /// Standard base64 with padding, decoding to UTF-8; `None` for anything else.
@@ -504,21 +546,39 @@ fn check(templates_root: &Path, base: &Baseline, values: &[String]) -> Result<()
             .get(&place.file)
             .and_then(|d| d.get(place.doc))
             .ok_or_else(|| format!("{}: document {} vanished", place.file, place.doc))?;
-        // Keys along the path carry the hostile values too.
-        let mut node = doc;
+        // Keys along the path carry the hostile values too; embedded documents are parsed.
         let (last, parents) = place
             .path
             .split_last()
             .map_or((None, &[][..]), |(l, p)| (Some(l), p));
-        let lookup = |node, seg| lookup(node, seg, &base.markers, values);
+        let mut node: serde_json::Value = doc.clone();
         for seg in parents {
-            node = lookup(node, seg).ok_or_else(|| {
+            let next = if *seg == Seg::Embedded {
+                let text = node.as_str().unwrap_or_default();
+                let loaded = schema::yaml::load(
+                    text,
+                    Path::new("embedded"),
+                    schema::yaml::Limits::MANIFESTS,
+                );
+                if !loaded.diagnostics.is_empty() || loaded.documents.len() != 1 {
+                    return Err(format!(
+                        "{}: the YAML document embedded at {:?} does not parse:\n{text}",
+                        place.file, place.path
+                    ));
+                }
+                Some(loaded.documents[0].to_json())
+            } else {
+                lookup(&node, seg, &base.markers, values).cloned()
+            };
+            node = next.ok_or_else(|| {
                 format!(
                     "{}: path {:?} is gone in the hostile render",
                     place.file, place.path
                 )
             })?;
         }
+        let node = &node;
+        let lookup = |node, seg| lookup(node, seg, &base.markers, values);
         let got = if place.in_key {
             let keys: Vec<&String> = node
                 .as_object()
@@ -560,6 +620,7 @@ fn lookup<'a>(
     match seg {
         Seg::Index(i) => node.get(*i),
         Seg::Key(k) => node.get(substitute(k, markers, values)),
+        Seg::Embedded => None,
     }
 }
 
@@ -653,6 +714,9 @@ fn fit(nasty: &str, kind: Kind, i: usize) -> String {
         Kind::UrlPath => format!("/{}", word(&[])),
         Kind::ModelName | Kind::ClientKey => marker(i, kind),
         Kind::Regex => regex_escape(nasty),
+        Kind::DevicePath => format!("/dev/{nasty}"),
+        Kind::Serial if nasty.starts_with('/') => format!("x{nasty}"),
+        Kind::Serial => nasty.to_owned(),
     }
 }
 
@@ -706,7 +770,8 @@ fn a_template_without_the_yaml_filter_is_caught() {
             "/ai_gateway_mcp_servers/0/api_key",
             "/proxmox_region",
         ] {
-            values[field_index(field)] = nasty.to_owned();
+            let i = field_index(field);
+            values[i] = fit(nasty, FIELDS[i].1, i);
         }
         check(dir.path(), &base, &values).unwrap_or_else(|e| panic!("{nasty:?}: {e}"));
     }

@@ -1,0 +1,287 @@
+//! `cargo xtask bench`: how long configure takes, step by step, as the configuration grows.
+//!
+//! Generates configurations with N Azure deployments × 5 models and N/5 MCP servers (the
+//! largest default: 1,000 × 5 and 200), writes them to a temporary directory with a throwaway age
+//! key, and times each configure step with `Instant`: a first run into an empty directory, then
+//! a second run over the result (nothing changes, nothing is written). Best of `--runs`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lexopt::ValueExt;
+
+use crate::configure::{self, crypto};
+use crate::util;
+
+pub const HELP: &str = "\
+cargo xtask bench [--sizes N,N,…] [--runs R]
+
+Times configure (validate, render, encrypt, write, and a second no-change run) on generated
+configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
+Prints one table row per size; growth should be linear.
+
+Options:
+  --sizes N,N,…   deployment counts (default: 125,250,500,1000)
+  --runs R        repetitions per size, the fastest is shown (default: 3)
+";
+
+pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
+    let mut sizes = vec![125, 250, 500, 1000];
+    let mut runs = 3usize;
+    while let Some(arg) = args.next()? {
+        match arg {
+            lexopt::Arg::Long("sizes") => {
+                sizes = args
+                    .value()?
+                    .string()?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
+                    .collect::<Result<_>>()?;
+            }
+            lexopt::Arg::Long("runs") => runs = args.value()?.parse()?,
+            lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(util::unexpected(&other, HELP)),
+        }
+    }
+    if runs == 0 || sizes.is_empty() {
+        bail!("nothing to run");
+    }
+    let root = util::project_root();
+    let templates = root.join("templates");
+    let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = bench_all(&root, &templates, &scratch, &sizes, runs);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let table = result?;
+    print!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Times of one configure run.
+#[derive(Clone, Copy, Default)]
+struct Times {
+    validate: Duration,
+    /// Building the template context from the model (and reading the key files).
+    context: Duration,
+    render: Duration,
+    encrypt: Duration,
+    write: Duration,
+    total: Duration,
+    /// A second run over the written tree (validate + render + encrypt + compare; writes nothing).
+    rerun: Duration,
+}
+
+impl Times {
+    fn min(self, o: Times) -> Times {
+        Times {
+            validate: self.validate.min(o.validate),
+            context: self.context.min(o.context),
+            render: self.render.min(o.render),
+            encrypt: self.encrypt.min(o.encrypt),
+            write: self.write.min(o.write),
+            total: self.total.min(o.total),
+            rerun: self.rerun.min(o.rerun),
+        }
+    }
+}
+
+fn bench_all(
+    root: &Path,
+    templates: &Path,
+    scratch: &Path,
+    sizes: &[usize],
+    runs: usize,
+) -> Result<String> {
+    let profile = if cfg!(debug_assertions) {
+        "dev (the `cargo xtask` profile)"
+    } else {
+        "release"
+    };
+    let mut out = String::new();
+    writeln!(
+        out,
+        "configure on generated configurations; {profile} build; best of {runs}; times in ms"
+    )?;
+    writeln!(
+        out,
+        "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "deployments",
+        "mcp",
+        "files",
+        "secrets",
+        "validate",
+        "context",
+        "render",
+        "encrypt",
+        "write",
+        "total",
+        "rerun"
+    )?;
+    let keys = scratch.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    configure::write_throwaway_keys(&keys)?;
+    for &n in sizes {
+        let dir = scratch.join(format!("n{n}"));
+        std::fs::create_dir_all(&dir)?;
+        let (cluster, nodes) = generate(root, n, n / 5)?;
+        std::fs::write(dir.join("cluster.yaml"), cluster)?;
+        std::fs::write(dir.join("nodes.yaml"), nodes)?;
+        let mut best: Option<Times> = None;
+        let mut shape = (0, 0);
+        for run in 0..runs {
+            let out_dir = dir.join(format!("out{run}"));
+            let (times, files, secrets) = once(&dir, &keys, templates, &out_dir)?;
+            shape = (files, secrets);
+            best = Some(best.map_or(times, |b| b.min(times)));
+            let _ = std::fs::remove_dir_all(&out_dir);
+        }
+        let t = best.unwrap_or_default();
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+        writeln!(
+            out,
+            "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            n,
+            n / 5,
+            shape.0,
+            shape.1,
+            ms(t.validate),
+            ms(t.context),
+            ms(t.render),
+            ms(t.encrypt),
+            ms(t.write),
+            ms(t.total),
+            ms(t.rerun)
+        )?;
+    }
+    Ok(out)
+}
+
+fn once(dir: &Path, keys: &Path, templates: &Path, out: &Path) -> Result<(Times, usize, usize)> {
+    let mut times = Times::default();
+    let started = Instant::now();
+    let (plan, files, secrets) = pipeline(dir, keys, templates, out, Some(&mut times))?;
+    let t = Instant::now();
+    render::apply(&plan, &render::ApplyOptions { crash_after: None })
+        .map_err(|e| anyhow::anyhow!("write failed: {e:?}"))?;
+    times.write = t.elapsed();
+    times.total = started.elapsed();
+
+    let t = Instant::now();
+    let (plan, _, _) = pipeline(dir, keys, templates, out, None)?;
+    times.rerun = t.elapsed();
+    if !plan.is_noop() {
+        bail!("the second run would change files: configure is not idempotent here");
+    }
+    Ok((times, files, secrets))
+}
+
+/// validate → render → encrypt/plan, timing each step into `times`.
+fn pipeline(
+    dir: &Path,
+    keys: &Path,
+    templates: &Path,
+    out: &Path,
+    mut times: Option<&mut Times>,
+) -> Result<(render::Plan, usize, usize)> {
+    let mut lap = |slot: fn(&mut Times) -> &mut Duration, t: Instant| {
+        if let Some(times) = times.as_deref_mut() {
+            *slot(times) = t.elapsed();
+        }
+    };
+    let t = Instant::now();
+    let outcome = schema::load(&dir.join("cluster.yaml"), &dir.join("nodes.yaml"));
+    let Some(config) = outcome.config else {
+        let text: String = outcome.diagnostics.iter().map(|d| d.render(None)).collect();
+        bail!("the generated configuration is invalid:\n{text}");
+    };
+    lap(|t| &mut t.validate, t);
+
+    let t = Instant::now();
+    let inputs = configure::load_inputs(keys, templates).map_err(|d| anyhow::anyhow!("{:?}", d))?;
+    let context = config.context();
+    lap(|t| &mut t.context, t);
+    let t = Instant::now();
+    let rendered = render::render_templates(templates, &context, &inputs).map_err(|diags| {
+        anyhow::anyhow!(
+            "{}",
+            diags.iter().map(|d| d.render(None)).collect::<String>()
+        )
+    })?;
+    lap(|t| &mut t.render, t);
+    let files = rendered.files.len();
+    let secrets = rendered
+        .files
+        .keys()
+        .filter(|p| render::is_secret(p))
+        .count();
+
+    let t = Instant::now();
+    let sealer = crypto::sealer(
+        rendered
+            .files
+            .get(".sops.yaml")
+            .map(|o| o.contents.as_slice()),
+        &keys.join(render::AGE_KEY_FILE),
+    )?;
+    let plan = render::plan(
+        out,
+        rendered,
+        sealer.as_ref(),
+        &render::PlanOptions { force: false },
+    )
+    .map_err(|diags| {
+        anyhow::anyhow!(
+            "{}",
+            diags.iter().map(|d| d.render(None)).collect::<String>()
+        )
+    })?;
+    lap(|t| &mut t.encrypt, t);
+    Ok((plan, files, secrets))
+}
+
+/// `.github/tests/public.yaml` with `deployments` Azure deployments × 5 models (each model
+/// served by 5 deployments, so every route has a failover chain) and `mcp` MCP servers.
+fn generate(root: &Path, deployments: usize, mcp: usize) -> Result<(String, String)> {
+    let public = std::fs::read_to_string(root.join(".github/tests/public.yaml"))
+        .context("cannot read .github/tests/public.yaml")?;
+    let nodes = std::fs::read_to_string(root.join(".github/tests/nodes.yaml"))
+        .context("cannot read .github/tests/nodes.yaml")?;
+    // Keep every line before the AI Gateway lists; they are replaced.
+    let mut cluster = String::new();
+    for line in public.lines() {
+        if line.starts_with("ai_gateway_azure_deployments:") {
+            break;
+        }
+        cluster.push_str(line);
+        cluster.push('\n');
+    }
+    let model_groups = deployments.div_ceil(5).max(1);
+    cluster.push_str("ai_gateway_azure_deployments:\n");
+    for i in 0..deployments {
+        let _ = writeln!(
+            cluster,
+            "  - name: \"d{i:04}\"\n    host: \"d{i:04}.openai.azure.com\"\n    api_key: \"bench-key-{i:04}-0123456789abcdef\"\n    models: [{}]",
+            (0..5)
+                .map(|j| format!("\"m{:04}-{j}\"", i % model_groups))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    cluster.push_str("ai_gateway_ratelimit_enabled: true\nai_gateway_mcp_enabled: true\nai_gateway_mcp_servers:\n");
+    for i in 0..mcp {
+        let _ = writeln!(
+            cluster,
+            "  - name: \"mcp{i:03}\"\n    host: \"mcp{i:03}.example.com\"\n    path: \"/mcp\"\n    api_key: \"bench-token-{i:03}\"\n    tool_filter: [\".*\"]"
+        );
+    }
+    if mcp == 0 {
+        cluster.push_str("  []\n");
+    }
+    Ok((cluster, nodes))
+}
