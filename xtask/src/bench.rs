@@ -64,7 +64,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
 }
 
 /// Times of one configure run.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Times {
     validate: Duration,
     /// Building the template context from the model (and reading the key files).
@@ -73,6 +73,8 @@ struct Times {
     encrypt: Duration,
     write: Duration,
     total: Duration,
+    /// The secret that took longest to seal: time, path, plaintext size.
+    slowest_secret: (Duration, String, usize),
     /// A second run over the written tree (validate + render + encrypt + compare; writes nothing).
     rerun: Duration,
 }
@@ -87,6 +89,7 @@ impl Times {
             write: self.write.min(o.write),
             total: self.total.min(o.total),
             rerun: self.rerun.min(o.rerun),
+            slowest_secret: self.slowest_secret.max(o.slowest_secret),
         }
     }
 }
@@ -126,10 +129,21 @@ fn bench_all(
     let keys = scratch.join("keys");
     std::fs::create_dir_all(&keys)?;
     configure::write_throwaway_keys(&keys)?;
+    let mut slowest = Vec::new();
+    // The bundled example first, then the generated sizes.
+    let mut cases: Vec<(String, String, String, String)> = vec![(
+        "public.yaml".to_owned(),
+        "".to_owned(),
+        std::fs::read_to_string(root.join(".github/tests/public.yaml"))?,
+        std::fs::read_to_string(root.join(".github/tests/nodes.yaml"))?,
+    )];
     for &n in sizes {
-        let dir = scratch.join(format!("n{n}"));
-        std::fs::create_dir_all(&dir)?;
         let (cluster, nodes) = generate(root, n, n / 5)?;
+        cases.push((n.to_string(), (n / 5).to_string(), cluster, nodes));
+    }
+    for (i, (label, mcp, cluster, nodes)) in cases.into_iter().enumerate() {
+        let dir = scratch.join(format!("case{i}"));
+        std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("cluster.yaml"), cluster)?;
         std::fs::write(dir.join("nodes.yaml"), nodes)?;
         let mut best: Option<Times> = None;
@@ -138,16 +152,20 @@ fn bench_all(
             let out_dir = dir.join(format!("out{run}"));
             let (times, files, secrets) = once(&dir, &keys, templates, &out_dir)?;
             shape = (files, secrets);
-            best = Some(best.map_or(times, |b| b.min(times)));
+            best = Some(match best {
+                Some(b) => b.min(times),
+                None => times,
+            });
             let _ = std::fs::remove_dir_all(&out_dir);
         }
         let t = best.unwrap_or_default();
+        slowest.push((label.clone(), t.slowest_secret.clone()));
         let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         writeln!(
             out,
             "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            n,
-            n / 5,
+            label,
+            mcp,
             shape.0,
             shape.1,
             ms(t.validate),
@@ -159,7 +177,40 @@ fn bench_all(
             ms(t.rerun)
         )?;
     }
+    writeln!(out, "slowest secret to encrypt (first run):")?;
+    for (n, (time, path, size)) in slowest {
+        writeln!(
+            out,
+            "{n:>11}  {:.1} ms  {path} ({size} bytes of plaintext)",
+            time.as_secs_f64() * 1000.0
+        )?;
+    }
     Ok(out)
+}
+
+/// Times every seal, keeping the slowest.
+struct Timed {
+    inner: Box<dyn render::Sealer>,
+    slowest: std::sync::Mutex<(Duration, String, usize)>,
+}
+
+impl render::Sealer for Timed {
+    fn seal(
+        &self,
+        path: &str,
+        plaintext: &[u8],
+        previous: Option<&[u8]>,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let t = Instant::now();
+        let sealed = self.inner.seal(path, plaintext, previous);
+        let elapsed = t.elapsed();
+        if let Ok(mut slowest) = self.slowest.lock()
+            && elapsed > slowest.0
+        {
+            *slowest = (elapsed, path.to_owned(), plaintext.len());
+        }
+        sealed
+    }
 }
 
 fn once(dir: &Path, keys: &Path, templates: &Path, out: &Path) -> Result<(Times, usize, usize)> {
@@ -222,17 +273,20 @@ fn pipeline(
         .count();
 
     let t = Instant::now();
-    let sealer = crypto::sealer(
-        rendered
-            .files
-            .get(".sops.yaml")
-            .map(|o| o.contents.as_slice()),
-        &keys.join(render::AGE_KEY_FILE),
-    )?;
+    let sealer = Timed {
+        inner: crypto::sealer(
+            rendered
+                .files
+                .get(".sops.yaml")
+                .map(|o| o.contents.as_slice()),
+            &keys.join(render::AGE_KEY_FILE),
+        )?,
+        slowest: std::sync::Mutex::new((Duration::ZERO, String::new(), 0)),
+    };
     let plan = render::plan(
         out,
         rendered,
-        sealer.as_ref(),
+        &sealer,
         &render::PlanOptions { force: false },
     )
     .map_err(|diags| {
@@ -242,6 +296,9 @@ fn pipeline(
         )
     })?;
     lap(|t| &mut t.encrypt, t);
+    if let (Some(times), Ok(slowest)) = (times, sealer.slowest.lock()) {
+        times.slowest_secret = slowest.clone();
+    }
     Ok((plan, files, secrets))
 }
 
