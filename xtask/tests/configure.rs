@@ -448,8 +448,16 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
     restore(reference.path(), &tree_a);
     std::fs::write(reference.path().join("cluster.yaml"), &config_b).unwrap();
     let started = Instant::now();
-    ok(&["configure"], reference.path());
+    let reference_log = ok(&["configure"], reference.path());
     let full_run = started.elapsed();
+    // How long the write step took, from its progress line (`write      24.0 ms  …`).
+    let write_time = reference_log
+        .lines()
+        .find_map(|l| l.strip_prefix("write"))
+        .and_then(|rest| rest.trim_start().split(' ').next()?.parse::<f64>().ok())
+        .map_or(Duration::from_millis(20), |ms| {
+            Duration::from_secs_f64(ms / 1000.0)
+        });
     let tree_b = snapshot(reference.path());
     let plain_a = decrypt_all(&tree_a, base.path());
     let plain_b = decrypt_all(&tree_b, base.path());
@@ -458,10 +466,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
     }
 
     let (mut killed, mut mixed) = (0, 0);
-    // Kill moments spread from the start to twice an uninterrupted run, so some land in each
-    // step (startup, validate, render, encrypt, write) and some runs finish.
-    let step = (full_run / 25).max(Duration::from_millis(1));
-    for i in 0..50u32 {
+    for i in 0..60u32 {
         let dir = Scratch::new("kill");
         restore(dir.path(), &tree_a);
         std::fs::write(dir.path().join("cluster.yaml"), &config_b).unwrap();
@@ -469,10 +474,25 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
             .arg("configure")
             .current_dir(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(step * i);
+        if i % 2 == 0 {
+            // Anywhere from the start to twice an uninterrupted run: startup, validate,
+            // render, encrypt, write, or after the end.
+            std::thread::sleep(full_run * i / 30);
+        } else {
+            // Inside the write step: wait for the progress line of the step before it, then
+            // a fraction of the write time.
+            use std::io::BufRead;
+            let stderr = child.stderr.take().unwrap();
+            for line in std::io::BufReader::new(stderr).lines() {
+                if line.map_or(true, |l| l.starts_with("encrypt")) {
+                    break;
+                }
+            }
+            std::thread::sleep(write_time * (i / 2) / 30);
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed += 1;

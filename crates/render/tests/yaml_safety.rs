@@ -209,6 +209,15 @@ fn hostile_for(kind: Kind, i: usize) -> BoxedStrategy<String> {
             .prop_map(str::to_owned),
             "[A-Za-z0-9][A-Za-z0-9._:/-]{0,15}",
         ]
+        // The two deployments must not end up serving the same model: that changes routing
+        // (a failover policy appears), not quoting. The first keeps bare keywords like `true`.
+        .prop_map(move |m| {
+            if i == field_index("/ai_gateway_azure_deployments/0/models/0") {
+                m
+            } else {
+                format!("{m}-{i}")
+            }
+        })
         .boxed(),
         Kind::ClientKey => prop_oneof![
             proptest::sample::select(
