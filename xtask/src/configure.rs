@@ -154,11 +154,12 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
     let rendered = match render::render_templates(&job.templates, &config.context(), &inputs) {
         Ok(r) => r,
         Err(diags) => {
-            report::print(&diags, &util::project_root());
+            // Template locations are shown relative to the templates root's parent.
+            report::print(&diags, job.templates.parent().unwrap_or(Path::new(".")));
             step(
                 "render",
                 t.elapsed(),
-                &format!("{} template errors; nothing was written", diags.len()),
+                &format!("{}; nothing was written", n(diags.len(), "template error")),
             );
             return Ok(ExitCode::from(1));
         }
@@ -172,10 +173,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         "render",
         t.elapsed(),
         &format!(
-            "{} files in memory ({} secrets), {} templates toggled off",
-            rendered.files.len(),
-            n_secrets,
-            rendered.skipped.len()
+            "{} in memory ({}), {} toggled off",
+            n(rendered.files.len(), "file"),
+            n(n_secrets, "secret"),
+            n(rendered.skipped.len(), "template")
         ),
     );
 
@@ -206,8 +207,8 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         "encrypt",
         t.elapsed(),
         &format!(
-            "{} secrets: {} encrypted, {} unchanged (previous bytes kept)",
-            counts.secrets_changed + counts.secrets_unchanged,
+            "{}: {} encrypted, {} unchanged (previous bytes kept)",
+            n(counts.secrets_changed + counts.secrets_unchanged, "secret"),
             counts.secrets_changed,
             counts.secrets_unchanged
         ),
@@ -218,13 +219,13 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         print!("{}", plan.diff());
         report::print(plan.conflicts(), &cwd);
         eprintln!(
-            "diff: {} to create, {} to update, {} to remove, {} unchanged, {} kept, {} conflicts; nothing was written",
+            "diff: {} to create, {} to update, {} to remove, {} unchanged, {} kept, {}; nothing was written",
             counts.created,
             counts.updated,
             counts.removed,
             counts.unchanged,
             counts.kept,
-            counts.conflicts
+            n(counts.conflicts, "conflict")
         );
         return Ok(if counts.conflicts > 0 {
             ExitCode::from(1)
@@ -242,7 +243,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
             step(
                 "write",
                 t.elapsed(),
-                &format!("{} conflicts; nothing was written", plan.conflicts().len()),
+                &format!(
+                    "{}; nothing was written",
+                    n(plan.conflicts().len(), "conflict")
+                ),
             );
             return Ok(ExitCode::from(1));
         }
@@ -270,15 +274,15 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
     step("verify", t.elapsed(), "not available yet (crates/verify)");
 
     eprintln!(
-        "configure: done in {} — {} files written, {} unchanged, {} removed, {} kept; secrets {} encrypted, {} unchanged; {} warnings",
+        "configure: done in {} — {} written, {} unchanged, {} removed, {} kept; secrets {} encrypted, {} unchanged; {}",
         ms(started.elapsed()),
-        counts.created + counts.updated,
+        n(counts.created + counts.updated, "file"),
         counts.unchanged,
         counts.removed,
         counts.kept,
         counts.secrets_changed,
         counts.secrets_unchanged,
-        plan.warnings().len()
+        n(plan.warnings().len(), "warning")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -316,6 +320,11 @@ pub fn load_inputs(
 
 fn step(name: &str, elapsed: Duration, detail: &str) {
     eprintln!("{name:<9}{:>9}  {detail}", ms(elapsed));
+}
+
+/// "1 file", "2 files".
+fn n(count: usize, word: &str) -> String {
+    format!("{count} {word}{}", if count == 1 { "" } else { "s" })
 }
 
 pub fn ms(d: Duration) -> String {

@@ -278,9 +278,7 @@ pub fn plan(
                                 format!("{path}: {why}; not overwriting it"),
                             )
                             .at(Some(Location::new(root.join(&path), 1, 1, 1)))
-                            .with_help(format!(
-                                "put your change into templates/overrides/ (a copy of {source} there replaces it), move the file away, or rerun with --force to overwrite it"
-                            )),
+                            .with_help(conflict_help(&source)),
                         );
                         Action::Conflict
                     }
@@ -516,6 +514,17 @@ impl Plan {
         }
         out
     }
+}
+
+/// Where a lasting change to an output goes: the override of its template.
+fn conflict_help(source: &str) -> String {
+    let keep = match source.split_once("/config/") {
+        Some((root, rel)) => {
+            format!("put your change into {root}/overrides/{rel} (it replaces {source})")
+        }
+        None => format!("put your change into {source}"),
+    };
+    format!("{keep}, move the file away, or rerun with --force to overwrite it")
 }
 
 fn text_diff(f: &Planned) -> String {

@@ -455,7 +455,7 @@ fn hand_edited_rendered_file_is_a_conflict_and_nothing_is_written() {
             .help
             .as_deref()
             .unwrap()
-            .contains("templates/overrides/")
+            .contains("/overrides/kubernetes/apps/default/app.yaml.j2")
     );
     assert!(matches!(
         render::apply(&plan, &RUN),
