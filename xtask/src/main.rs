@@ -17,9 +17,11 @@ mod dist;
 mod init;
 mod report;
 mod schema_cmd;
+mod schemas;
 mod secrets;
 mod util;
 mod validate;
+mod verify;
 
 const HELP: &str = "\
 cargo xtask <command> [options]
@@ -31,6 +33,8 @@ Commands:
   schema                   write the editor JSON Schemas and docs/configuration.md
   secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
   dist                     build the reproducible release archive
+  verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
+  schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
   bench                    time configure on generated large configurations
   help                     print this help
 
@@ -66,6 +70,8 @@ fn main() -> ExitCode {
         "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
         "dist" => dist::run(&mut args),
+        "verify" => verify::run(&mut args),
+        "schemas" => schemas::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
