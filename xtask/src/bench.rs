@@ -6,7 +6,7 @@
 //! a second run over the result (nothing changes, nothing is written). Best of `--runs`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::configure::{self, crypto};
 use crate::util;
 
 pub const HELP: &str = "\
-cargo xtask bench [--sizes N,N,…] [--runs R]
+cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR]
 
 Times configure (validate, render, encrypt, write, and a second no-change run) on generated
 configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
@@ -26,11 +26,14 @@ Prints one table row per size; growth should be linear.
 Options:
   --sizes N,N,…   deployment counts (default: 125,250,500,1000)
   --runs R        repetitions per size, the fastest is shown (default: 3)
+  --schemas DIR   schema set for the verify step (default: $CLUSTER_SCHEMAS_DIR, else
+                  ../shared/schemas next to the repository if present, else no schema checks)
 ";
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut sizes = vec![125, 250, 500, 1000];
     let mut runs = 3usize;
+    let mut schemas_dir: Option<PathBuf> = None;
     while let Some(arg) = args.next()? {
         match arg {
             lexopt::Arg::Long("sizes") => {
@@ -42,6 +45,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
                     .collect::<Result<_>>()?;
             }
             lexopt::Arg::Long("runs") => runs = args.value()?.parse()?,
+            lexopt::Arg::Long("schemas") => schemas_dir = Some(args.value()?.into()),
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -56,7 +60,8 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let templates = root.join("templates");
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let result = bench_all(&root, &templates, &scratch, &sizes, runs);
+    let schemas = load_schemas(&root, schemas_dir)?;
+    let result = bench_all(&root, &templates, &scratch, &sizes, runs, &schemas);
     let _ = std::fs::remove_dir_all(&scratch);
     let table = result?;
     print!("{table}");
@@ -72,6 +77,10 @@ struct Times {
     render: Duration,
     encrypt: Duration,
     write: Duration,
+    /// The verify step on the written tree.
+    verify: Duration,
+    /// Errors verify reported (the generated configurations should have none).
+    findings: usize,
     total: Duration,
     /// The secret that took longest to seal: time, path, plaintext size.
     slowest_secret: (Duration, String, usize),
@@ -87,6 +96,8 @@ impl Times {
             render: self.render.min(o.render),
             encrypt: self.encrypt.min(o.encrypt),
             write: self.write.min(o.write),
+            verify: self.verify.min(o.verify),
+            findings: self.findings.max(o.findings),
             total: self.total.min(o.total),
             rerun: self.rerun.min(o.rerun),
             slowest_secret: self.slowest_secret.max(o.slowest_secret),
@@ -100,6 +111,7 @@ fn bench_all(
     scratch: &Path,
     sizes: &[usize],
     runs: usize,
+    schemas: &verify::SchemaSet,
 ) -> Result<String> {
     let profile = if cfg!(debug_assertions) {
         "dev (the `cargo xtask` profile)"
@@ -109,11 +121,16 @@ fn bench_all(
     let mut out = String::new();
     writeln!(
         out,
-        "configure on generated configurations; {profile} build; best of {runs}; times in ms"
+        "configure on generated configurations; {profile} build; best of {runs}; times in ms; {}",
+        if schemas.is_empty() {
+            "no schema set (verify runs its graph and cross-resource checks only)".to_owned()
+        } else {
+            format!("verify with {} schemas", schemas.len())
+        }
     )?;
     writeln!(
         out,
-        "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "deployments",
         "mcp",
         "files",
@@ -123,6 +140,7 @@ fn bench_all(
         "render",
         "encrypt",
         "write",
+        "verify",
         "total",
         "rerun"
     )?;
@@ -130,6 +148,7 @@ fn bench_all(
     std::fs::create_dir_all(&keys)?;
     configure::write_throwaway_keys(&keys)?;
     let mut slowest = Vec::new();
+    let mut findings: Vec<String> = Vec::new();
     // The bundled example first, then the generated sizes.
     let mut cases: Vec<(String, String, String, String)> = vec![(
         "public.yaml".to_owned(),
@@ -150,7 +169,7 @@ fn bench_all(
         let mut shape = (0, 0);
         for run in 0..runs {
             let out_dir = dir.join(format!("out{run}"));
-            let (times, files, secrets) = once(&dir, &keys, templates, &out_dir)?;
+            let (times, files, secrets) = once(&dir, &keys, templates, &out_dir, schemas)?;
             shape = (files, secrets);
             best = Some(match best {
                 Some(b) => b.min(times),
@@ -160,10 +179,13 @@ fn bench_all(
         }
         let t = best.unwrap_or_default();
         slowest.push((label.clone(), t.slowest_secret.clone()));
+        if t.findings > 0 {
+            findings.push(format!("{label} ({} errors)", t.findings));
+        }
         let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         writeln!(
             out,
-            "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             label,
             mcp,
             shape.0,
@@ -173,6 +195,7 @@ fn bench_all(
             ms(t.render),
             ms(t.encrypt),
             ms(t.write),
+            ms(t.verify),
             ms(t.total),
             ms(t.rerun)
         )?;
@@ -183,6 +206,13 @@ fn bench_all(
             out,
             "{n:>11}  {:.1} ms  {path} ({size} bytes of plaintext)",
             time.as_secs_f64() * 1000.0
+        )?;
+    }
+    if !findings.is_empty() {
+        writeln!(
+            out,
+            "note: verify reported errors for: {}",
+            findings.join(", ")
         )?;
     }
     Ok(out)
@@ -213,7 +243,13 @@ impl render::Sealer for Timed {
     }
 }
 
-fn once(dir: &Path, keys: &Path, templates: &Path, out: &Path) -> Result<(Times, usize, usize)> {
+fn once(
+    dir: &Path,
+    keys: &Path,
+    templates: &Path,
+    out: &Path,
+    schemas: &verify::SchemaSet,
+) -> Result<(Times, usize, usize)> {
     let mut times = Times::default();
     let started = Instant::now();
     let (plan, files, secrets) = pipeline(dir, keys, templates, out, Some(&mut times))?;
@@ -221,6 +257,10 @@ fn once(dir: &Path, keys: &Path, templates: &Path, out: &Path) -> Result<(Times,
     render::apply(&plan, &render::ApplyOptions { crash_after: None })
         .map_err(|e| anyhow::anyhow!("write failed: {e:?}"))?;
     times.write = t.elapsed();
+    let t = Instant::now();
+    let report = verify::verify(out, schemas, &verify::VerifyConfig::cluster_template());
+    times.verify = t.elapsed();
+    times.findings = report.errors();
     times.total = started.elapsed();
 
     let t = Instant::now();
@@ -341,4 +381,16 @@ fn generate(root: &Path, deployments: usize, mcp: usize) -> Result<(String, Stri
         cluster.push_str("  []\n");
     }
     Ok((cluster, nodes))
+}
+
+/// `--schemas DIR`, else `$CLUSTER_SCHEMAS_DIR`, else `../shared/schemas` beside the repository,
+/// else no schema set.
+fn load_schemas(root: &Path, dir: Option<PathBuf>) -> Result<verify::SchemaSet> {
+    let dir = dir
+        .or_else(|| std::env::var_os("CLUSTER_SCHEMAS_DIR").map(PathBuf::from))
+        .or_else(|| Some(root.join("../shared/schemas")).filter(|d| d.is_dir()));
+    match dir {
+        Some(d) => verify::SchemaSet::load(&d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display())),
+        None => Ok(verify::SchemaSet::empty()),
+    }
 }

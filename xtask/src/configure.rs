@@ -33,6 +33,9 @@ Options:
   --templates DIR   templates root (default: templates/ of this repository)
   --diff            show what would change (a unified diff; secrets only by name) and write nothing
   --force           overwrite files that were edited by hand or not written by configure
+  --schemas DIR     schema set for the verify step (default: the cache of `cargo xtask schemas
+                    fetch`, or $CLUSTER_SCHEMAS_DIR; without one, schema checks are skipped)
+  --no-verify       skip the verify step
   --example         run the whole pipeline on .github/tests/public.yaml with a throwaway age key
                     and fake credentials, into target/example/ (or --out DIR)
 ";
@@ -47,6 +50,8 @@ pub struct Job {
     pub templates: PathBuf,
     pub diff: bool,
     pub force: bool,
+    /// Where verify takes its schemas from; `None` skips the verify step.
+    pub verify: Option<crate::verify::SchemaSource>,
 }
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
@@ -55,6 +60,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut out: Option<PathBuf> = None;
     let mut templates: Option<PathBuf> = None;
     let (mut diff, mut force, mut example) = (false, false, false);
+    let mut verify = Some(crate::verify::SchemaSource::Cache);
     while let Some(arg) = args.next()? {
         match arg {
             lexopt::Arg::Long("config") => config = Some(args.value()?.into()),
@@ -64,6 +70,10 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             lexopt::Arg::Long("diff") => diff = true,
             lexopt::Arg::Long("force") => force = true,
             lexopt::Arg::Long("example") => example = true,
+            lexopt::Arg::Long("schemas") => {
+                verify = Some(crate::verify::SchemaSource::Dir(args.value()?.into()))
+            }
+            lexopt::Arg::Long("no-verify") => verify = None,
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -80,7 +90,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             );
         }
         let scratch = out.unwrap_or_else(|| root.join("target/example"));
-        return run_example(&root, &scratch, templates, diff, force);
+        return run_example(&root, &scratch, templates, diff, force, verify);
     }
     let config = config.unwrap_or_else(|| PathBuf::from("cluster.yaml"));
     let nodes = nodes.unwrap_or_else(|| PathBuf::from("nodes.yaml"));
@@ -93,6 +103,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         templates,
         diff,
         force,
+        verify,
     };
     configure(&job)
 }
@@ -271,7 +282,30 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
 
     // 5. verify
     let t = Instant::now();
-    step("verify", t.elapsed(), "not available yet (crates/verify)");
+    let verified = match &job.verify {
+        _ if !job.out.join("kubernetes").is_dir() => {
+            step(
+                "verify",
+                t.elapsed(),
+                "skipped: nothing rendered under kubernetes/",
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            step("verify", t.elapsed(), "skipped (--no-verify)");
+            ExitCode::SUCCESS
+        }
+        Some(schemas) => {
+            let code = crate::verify::run_verify(&job.out, schemas)?;
+            let verdict = if code == ExitCode::SUCCESS {
+                "no errors"
+            } else {
+                "found problems in the written tree (listed above); fix the configuration or templates and run configure again"
+            };
+            step("verify", t.elapsed(), verdict);
+            code
+        }
+    };
 
     eprintln!(
         "configure: done in {} — {} written, {} unchanged, {} removed, {} kept; secrets {} encrypted, {} unchanged; {}",
@@ -284,7 +318,7 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         counts.secrets_unchanged,
         n(plan.warnings().len(), "warning")
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(verified)
 }
 
 /// Reads the key files next to cluster.yaml. `age.key` is required (every run encrypts);
@@ -338,6 +372,7 @@ fn run_example(
     templates: PathBuf,
     diff: bool,
     force: bool,
+    verify: Option<crate::verify::SchemaSource>,
 ) -> Result<ExitCode> {
     write_throwaway_keys(scratch)?;
     eprintln!(
@@ -352,6 +387,7 @@ fn run_example(
         templates,
         diff,
         force,
+        verify,
     };
     let code = configure(&job)?;
     if code == ExitCode::SUCCESS && !diff {
