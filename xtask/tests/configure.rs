@@ -302,7 +302,10 @@ fn example_runs_on_a_fresh_checkout_and_a_second_run_changes_no_byte() {
 fn diff_shows_changes_without_secret_values_and_writes_nothing() {
     let dir = Scratch::new("diff");
     let out_dir = dir.path().to_str().unwrap();
-    ok(&["configure", "--example", "--out", out_dir], &repo());
+    ok(
+        &["configure", "--example", "--out", out_dir, "--no-verify"],
+        &repo(),
+    );
     // A file edited by hand shows up as a conflict; the diff itself writes nothing.
     let some_plain = snapshot(dir.path())
         .into_keys()
@@ -324,11 +327,21 @@ fn diff_shows_changes_without_secret_values_and_writes_nothing() {
     assert!(stderr.contains("render::conflict"), "{stderr}");
     assert_eq!(snapshot(dir.path()), before);
     // Configure refuses to overwrite it, then --force does.
-    let out = xtask(&["configure", "--example", "--out", out_dir], &repo());
+    let out = xtask(
+        &["configure", "--example", "--out", out_dir, "--no-verify"],
+        &repo(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(snapshot(dir.path()), before);
     ok(
-        &["configure", "--example", "--out", out_dir, "--force"],
+        &[
+            "configure",
+            "--example",
+            "--out",
+            out_dir,
+            "--force",
+            "--no-verify",
+        ],
         &repo(),
     );
     assert_ne!(
@@ -438,7 +451,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
     )
     .unwrap();
     ok(&["init", "--dir", "."], base.path());
-    ok(&["configure"], base.path());
+    ok(&["configure", "--no-verify"], base.path());
     let tree_a = snapshot(base.path());
     assert_no_plaintext(base.path());
     let config_b = config_with_markers("B", false);
@@ -448,7 +461,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
     restore(reference.path(), &tree_a);
     std::fs::write(reference.path().join("cluster.yaml"), &config_b).unwrap();
     let started = Instant::now();
-    let reference_log = ok(&["configure"], reference.path());
+    let reference_log = ok(&["configure", "--no-verify"], reference.path());
     let full_run = started.elapsed();
     // How long the write step took, from its progress line (`write      24.0 ms  …`).
     let write_time = reference_log
@@ -471,7 +484,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
         restore(dir.path(), &tree_a);
         std::fs::write(dir.path().join("cluster.yaml"), &config_b).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("configure")
+            .args(["configure", "--no-verify"])
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -535,7 +548,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
         }
 
         // The next run finishes the job, quietly, and the one after changes nothing.
-        let out = ok(&["configure"], dir.path());
+        let out = ok(&["configure", "--no-verify"], dir.path());
         assert!(
             !out.contains("warning[") && !out.contains("error["),
             "kill {i}: {out}"
@@ -546,7 +559,7 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
             !finished.keys().any(|p| p.ends_with(".render-tmp")),
             "kill {i}: temporary file left"
         );
-        ok(&["configure"], dir.path());
+        ok(&["configure", "--no-verify"], dir.path());
         assert_eq!(
             snapshot(dir.path()),
             finished,
