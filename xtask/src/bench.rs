@@ -17,7 +17,7 @@ use crate::configure::{self, crypto};
 use crate::util;
 
 pub const HELP: &str = "\
-cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR]
+cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR | --no-schemas]
 
 Times configure (validate, render, encrypt, write, and a second no-change run) on generated
 configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
@@ -28,12 +28,14 @@ Options:
   --runs R        repetitions per size, the fastest is shown (default: 3)
   --schemas DIR   schema set for the verify step (default: $CLUSTER_SCHEMAS_DIR, else
                   ../shared/schemas next to the repository if present, else no schema checks)
+  --no-schemas    verify without a schema set (graph and cross-resource checks only)
 ";
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut sizes = vec![125, 250, 500, 1000];
     let mut runs = 3usize;
     let mut schemas_dir: Option<PathBuf> = None;
+    let mut no_schemas = false;
     while let Some(arg) = args.next()? {
         match arg {
             lexopt::Arg::Long("sizes") => {
@@ -46,6 +48,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             }
             lexopt::Arg::Long("runs") => runs = args.value()?.parse()?,
             lexopt::Arg::Long("schemas") => schemas_dir = Some(args.value()?.into()),
+            lexopt::Arg::Long("no-schemas") => no_schemas = true,
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -60,7 +63,11 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let templates = root.join("templates");
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let schemas = load_schemas(&root, schemas_dir)?;
+    let schemas = if no_schemas {
+        verify::SchemaSet::empty()
+    } else {
+        load_schemas(&root, schemas_dir)?
+    };
     let result = bench_all(&root, &templates, &scratch, &sizes, runs, &schemas);
     let _ = std::fs::remove_dir_all(&scratch);
     let table = result?;
