@@ -11,9 +11,11 @@
 
 use std::process::ExitCode;
 
+mod ai_gateway;
 mod bench;
 mod configure;
 mod dist;
+mod e2e;
 mod init;
 mod report;
 mod schema_cmd;
@@ -36,6 +38,8 @@ Commands:
   verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
   schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
   bench                    time configure on generated large configurations
+  e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
+  ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         "dist" => dist::run(&mut args),
         "verify" => verify::run(&mut args),
         "schemas" => schemas::run(&mut args),
+        "e2e" => e2e::run(&mut args),
+        "ai-gateway" => ai_gateway::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
