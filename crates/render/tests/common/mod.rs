@@ -35,7 +35,7 @@ pub fn fake_inputs() -> Inputs {
                 .to_owned(),
         ),
         push_token: Some("fake-push-token".to_owned()),
-        talos_patches: Default::default(),
+        talos_patches: render::talos_patches(&repo_root().join("templates")),
     }
 }
 
