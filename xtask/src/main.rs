@@ -17,6 +17,7 @@ mod configure;
 mod dist;
 mod e2e;
 mod init;
+mod lifecycle;
 mod report;
 mod schema_cmd;
 mod schemas;
@@ -40,6 +41,8 @@ Commands:
   bench                    time configure on generated large configurations
   e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
   ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
+  reset                    remove exactly what configure rendered (per .render-manifest.json)
+  tidy                     move the template machinery out of a configured repository
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -74,6 +77,8 @@ fn main() -> ExitCode {
         "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
         "dist" => dist::run(&mut args),
+        "reset" => lifecycle::run_reset(&mut args),
+        "tidy" => lifecycle::run_tidy(&mut args),
         "verify" => verify::run(&mut args),
         "schemas" => schemas::run(&mut args),
         "e2e" => e2e::run(&mut args),
