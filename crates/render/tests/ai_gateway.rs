@@ -367,6 +367,19 @@ fn namespace_of_file(r: &Rendered, flux: &[FluxKs], path: &str) -> Option<String
         .map(str::to_owned)
 }
 
+/// The namespace of a document found by [`common::all_documents`].
+fn namespace_of_doc(r: &Rendered, flux: &[FluxKs], all: &[(String, Value)], doc: &Value) -> String {
+    if let Some(ns) = doc.pointer("/metadata/namespace").and_then(Value::as_str) {
+        return ns.to_owned();
+    }
+    let path = &all
+        .iter()
+        .find(|(_, d)| d == doc)
+        .expect("document of the tree")
+        .0;
+    namespace_of_file(r, flux, path).unwrap_or_default()
+}
+
 /// The files a kustomize build of `dir` applies, as Flux runs it: the directory's
 /// `kustomization.yaml` (resources and components, recursively), or, without one, every YAML
 /// file of the directory plus each sub-directory (Flux generates the kustomization).
@@ -978,6 +991,42 @@ fn lesson5_httproute_reaches_the_ai_gateway_service() {
             want.insert(("envoy-external", EG_NS, "https"));
         }
         assert_eq!(parents, want, "{}", c.name);
+        // Those parents exist in the base tree: Gateways in `network` whose `https` listener
+        // admits routes from other namespaces, and the GatewayClass the AI Gateway reuses.
+        let all = common::all_documents(&c.rendered);
+        let find = |kind: &str, ns: Option<&str>, name: &str| {
+            all.iter()
+                .map(|(_, d)| d)
+                .find(|d| {
+                    str_at(d, "/kind") == kind
+                        && str_at(d, "/metadata/name") == name
+                        && ns.is_none_or(|ns| {
+                            namespace_of_doc(&c.rendered, &tree.flux, &all, d) == ns
+                        })
+                })
+                .cloned()
+        };
+        for (name, ns, section) in &want {
+            let parent = find("Gateway", Some(ns), name).unwrap_or_else(|| {
+                panic!("{}: parent Gateway {ns}/{name} is not rendered", c.name)
+            });
+            let listener = arr(&parent, "/spec/listeners")
+                .iter()
+                .find(|l| str_at(l, "/name") == *section)
+                .unwrap_or_else(|| panic!("{}: {ns}/{name} has no listener {section}", c.name));
+            assert_eq!(
+                str_at(listener, "/allowedRoutes/namespaces/from"),
+                "All",
+                "{}: {name}",
+                c.name
+            );
+        }
+        let class = str_at(&gw.doc, "/spec/gatewayClassName");
+        assert!(
+            find("GatewayClass", None, class).is_some(),
+            "{}: GatewayClass {class} is not rendered",
+            c.name
+        );
         // The route must not collide with the HTTPRoutes the AI Gateway controller generates.
         let mut generated: Vec<String> = tree
             .kind("AIGatewayRoute")
