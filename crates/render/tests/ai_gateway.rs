@@ -1359,6 +1359,16 @@ fn lesson_flux_ownership_and_depends_on() {
                 ks.name
             );
             assert_eq!(ks.namespace, AI_NS, "{}: {}", c.name, ks.file);
+            // cluster-template convention: named after its app directory, path `<app>/app`.
+            let app_dir = ks.file.trim_end_matches("/ks.yaml");
+            assert_eq!(ks.path, format!("{app_dir}/app"), "{}: {}", c.name, ks.file);
+            assert_eq!(
+                Some(ks.name.as_str()),
+                app_dir.rsplit('/').next(),
+                "{}: {}",
+                c.name,
+                ks.file
+            );
             assert_eq!(
                 ks.target_namespace.as_deref(),
                 Some(AI_NS),
@@ -1402,28 +1412,25 @@ fn lesson_flux_ownership_and_depends_on() {
                 .collect()
         };
         let on = |ns: &str, n: &str| (ns.to_owned(), n.to_owned());
-        assert!(deps("ai-gateway-controller").contains(&on(AI_NS, "ai-gateway-crds")));
-        for app in ["ai-gateway-azure-openai", "ai-gateway-routes"] {
+        assert!(deps("controller").contains(&on(AI_NS, "crds")));
+        for app in ["azure-openai", "routes"] {
             let d = deps(app);
-            assert!(d.contains(&on(AI_NS, "ai-gateway-controller")), "{app}");
-            assert!(d.contains(&on(AI_NS, "ai-gateway-crds")), "{app}");
+            assert!(d.contains(&on(AI_NS, "controller")), "{app}");
+            assert!(d.contains(&on(AI_NS, "crds")), "{app}");
             assert!(d.contains(&on(EG_NS, "envoy-gateway")), "{app}");
         }
-        assert!(deps("ai-gateway-gateway").contains(&on(EG_NS, "envoy-gateway")));
-        assert!(deps("ai-gateway-routes").contains(&on(AI_NS, "ai-gateway-azure-openai")));
-        assert!(deps("ai-gateway-routes").contains(&on(AI_NS, "ai-gateway-gateway")));
+        assert!(deps("gateway").contains(&on(EG_NS, "envoy-gateway")));
+        assert!(deps("routes").contains(&on(AI_NS, "azure-openai")));
+        assert!(deps("routes").contains(&on(AI_NS, "gateway")));
         if c.config.cluster.ai_gateway_ratelimit_enabled {
-            assert!(deps("ai-gateway-routes").contains(&on(AI_NS, "ai-gateway-redis")));
+            assert!(deps("routes").contains(&on(AI_NS, "redis")));
         }
         if c.config.cluster.ai_gateway_mcp_enabled {
-            let d = deps("ai-gateway-mcp");
-            assert!(
-                d.contains(&on(AI_NS, "ai-gateway-controller"))
-                    && d.contains(&on(AI_NS, "ai-gateway-gateway"))
-            );
+            let d = deps("mcp");
+            assert!(d.contains(&on(AI_NS, "controller")) && d.contains(&on(AI_NS, "gateway")));
         }
         // Dependents that need the dependency Ready: CRDs installed, controller Available.
-        for name in ["ai-gateway-crds", "ai-gateway-controller"] {
+        for name in ["crds", "controller"] {
             let ks = tree
                 .objs
                 .iter()
