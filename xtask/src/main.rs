@@ -11,8 +11,10 @@
 
 use std::process::ExitCode;
 
+mod dist;
 mod report;
 mod schema_cmd;
+mod secrets;
 mod util;
 mod validate;
 
@@ -22,6 +24,8 @@ cargo xtask <command> [options]
 Commands:
   validate                 check cluster.yaml and nodes.yaml, report every problem
   schema                   write the editor JSON Schemas and docs/configuration.md
+  secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
+  dist                     build the reproducible release archive
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -50,7 +54,9 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         "validate" => validate::run(&mut args),
+        "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
+        "dist" => dist::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");
