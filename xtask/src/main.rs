@@ -14,9 +14,11 @@ use std::process::ExitCode;
 mod dist;
 mod report;
 mod schema_cmd;
+mod schemas;
 mod secrets;
 mod util;
 mod validate;
+mod verify;
 
 const HELP: &str = "\
 cargo xtask <command> [options]
@@ -26,6 +28,8 @@ Commands:
   schema                   write the editor JSON Schemas and docs/configuration.md
   secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
   dist                     build the reproducible release archive
+  verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
+  schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -57,6 +61,8 @@ fn main() -> ExitCode {
         "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),
         "dist" => dist::run(&mut args),
+        "verify" => verify::run(&mut args),
+        "schemas" => schemas::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");

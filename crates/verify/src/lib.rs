@@ -1,1 +1,333 @@
-//! TODO
+//! Verification of a rendered GitOps tree, offline: what today only fails on the cluster.
+//!
+//! [`verify`] loads every YAML document of the rendered tree (with file and line, decrypting
+//! nothing) and reports, as [`schema::Diagnostic`]s with codes `verify::<rule>`:
+//! - `*.sops.*` files that are not encrypted;
+//! - the kustomize graph: missing resources and components, duplicate objects, bad patches
+//!   (an in-process subset of `kustomize build`, see the `kustomize` module);
+//! - the Flux graph: Kustomization paths that do not exist, `dependsOn` that does not resolve
+//!   or loops, objects applied by two Flux Kustomizations (or by none), HelmRelease charts
+//!   whose source is missing;
+//! - every object against its upstream schema: CRD `openAPIV3Schema` (strict fields, defaults,
+//!   int-or-string, nullable, preserve-unknown-fields) and its `x-kubernetes-validations` CEL
+//!   rules evaluated with the Kubernetes CEL libraries, built-in kinds against the Kubernetes
+//!   OpenAPI — worded like the API server (`spec.rules[0]: Invalid value: "object": …`);
+//! - cross-resource rules for Envoy AI Gateway v0.4.0 on Envoy Gateway v1.6.7 (see `cross`).
+//!
+//! **Invariants.** No network and no decryption: a pure function of the tree and a
+//! [`SchemaSet`]. Findings are data, never a panic or an early return. Without schemas the
+//! graph and cross-resource checks still run, and the report says schema checks were skipped.
+//!
+//! [`validate_object`] checks one in-memory object against the schema set (used by the
+//! conformance test and by other crates' tests). [`pins`] holds the pinned upstream schema
+//! files and the verify-then-store step of `cargo xtask schemas fetch`.
+
+mod cel;
+mod config;
+mod cross;
+mod field;
+mod flux;
+mod kustomize;
+mod object;
+mod openapi;
+pub mod pins;
+mod report;
+mod schemaset;
+mod tree;
+mod validate;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use schema::Diagnostic;
+
+pub use config::{FluxEntry, VerifyConfig};
+pub use field::{FieldError, FieldErrorKind, apiserver_message};
+pub use object::{ObjectReport, SchemaUse, validate_object};
+pub use report::{Report, Stats};
+pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
+
+use crate::kustomize::{Kustomizer, Obj, Scopes};
+
+/// Verifies the rendered tree at `root`.
+pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report {
+    let mut tree = tree::Tree::load(root, &config.scan);
+    let mut diags = std::mem::take(&mut tree.diagnostics);
+    let mut stats = Stats {
+        sops_files: tree.sops_files,
+        schemas_available: !schemas.is_empty(),
+        ..Stats::default()
+    };
+    let scopes = scopes(&tree, schemas);
+
+    let mut kustomizer = Kustomizer::new(&mut tree, &scopes);
+    let graph = flux::resolve(&mut kustomizer, config);
+    let flux_consumed = kustomizer.consumed.clone();
+    // Every kustomization directory must build on its own too (as kubeconform.sh does), also
+    // the ones no Flux Kustomization reaches.
+    let mut standalone: Vec<Obj> = Vec::new();
+    let dirs = kustomization_dirs(&mut kustomizer, &config.manifests);
+    stats.kustomize_dirs = dirs.len();
+    for dir in dirs {
+        if let Some(built) = kustomizer.build_dir(&dir) {
+            standalone.extend(built.objects.iter().cloned());
+        }
+    }
+    diags.append(&mut kustomizer.diagnostics);
+    drop(kustomizer);
+    diags.extend(graph.diagnostics.iter().cloned());
+    diags.extend(not_applied(&tree, &config.manifests, &flux_consumed));
+
+    stats.flux_kustomizations = graph.kustomizations.len();
+    stats.objects = graph.objects.len();
+    stats.files = tree.files.len();
+
+    check_schemas(&tree, schemas, &graph, &standalone, &mut diags, &mut stats);
+
+    let (cross_diags, cross_stats) = cross::check(&tree, &graph);
+    diags.extend(cross_diags);
+    stats.unverifiable_refs = cross_stats.unverifiable;
+
+    Report {
+        diagnostics: sorted(diags),
+        stats,
+    }
+}
+
+/// Builds one kustomization directory (`dir` relative to `root`) with the in-process kustomize
+/// subset, knowing only built-in scopes (like `kubectl kustomize`). Returns the objects, or the
+/// reasons the build fails. For tests and tools that compare against `kustomize build`.
+pub fn build_kustomization(
+    root: &Path,
+    dir: &Path,
+) -> Result<Vec<serde_json::Value>, Vec<Diagnostic>> {
+    let mut tree = tree::Tree::load(root, &[]);
+    let scopes = Scopes::new();
+    let mut k = Kustomizer::new(&mut tree, &scopes);
+    match k.build_dir(dir) {
+        Some(built) if k.diagnostics.iter().all(|d| !d.is_error()) => {
+            Ok(built.objects.iter().map(|o| o.value.clone()).collect())
+        }
+        _ => Err(std::mem::take(&mut k.diagnostics)),
+    }
+}
+
+fn scopes(tree: &tree::Tree, schemas: &SchemaSet) -> Scopes {
+    let mut scopes = Scopes::new();
+    for ((group, kind), namespaced) in schemas.scopes() {
+        scopes.insert(group, kind, *namespaced);
+    }
+    for file in tree.files.values() {
+        for doc in &file.docs {
+            if doc.get("kind").and_then(|k| k.as_str()) == Some("CustomResourceDefinition") {
+                let spec = doc.get("spec");
+                let text = |p: &[&str]| {
+                    let mut n = spec;
+                    for k in p {
+                        n = n.and_then(|x| x.get(k));
+                    }
+                    n.and_then(|x| x.as_str()).map(str::to_owned)
+                };
+                if let (Some(g), Some(k)) = (text(&["group"]), text(&["names", "kind"])) {
+                    scopes.insert(&g, &k, text(&["scope"]).as_deref() != Some("Cluster"));
+                }
+            }
+        }
+    }
+    scopes
+}
+
+/// Directories under `manifests` that hold a kustomization file of kind `Kustomization`.
+fn kustomization_dirs(k: &mut Kustomizer<'_>, manifests: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![manifests.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        if let Some(file) = k.kustomization_file(&dir) {
+            let is_component = k
+                .tree
+                .file(&file)
+                .and_then(|f| f.docs.iter().find(|d| !d.is_null()))
+                .and_then(|d| d.get("kind").and_then(|n| n.as_str()).map(str::to_owned))
+                .is_some_and(|kind| kind == "Component");
+            if !is_component {
+                out.push(dir.clone());
+            }
+        }
+        for (entry, is_dir) in k.tree.list(&dir) {
+            if is_dir {
+                todo.push(entry);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Kubernetes objects in files under `manifests` that no Flux Kustomization applies.
+fn not_applied(
+    tree: &tree::Tree,
+    manifests: &Path,
+    consumed: &BTreeSet<PathBuf>,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (path, file) in &tree.files {
+        if !path.starts_with(manifests) || consumed.contains(path) {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if kustomize::KUSTOMIZATION_FILES.contains(&name.as_str()) {
+            continue;
+        }
+        for doc in &file.docs {
+            let text = |k: &str| doc.get(k).and_then(|n| n.as_str()).unwrap_or_default();
+            let (api, kind) = (text("apiVersion"), text("kind"));
+            if api.is_empty() || kind.is_empty() || api.starts_with("kustomize.config.k8s.io/") {
+                continue;
+            }
+            let obj_name = doc
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .map(|n| n.scalar_text())
+                .unwrap_or_default();
+            out.push(
+                Diagnostic::error(
+                    "verify::not_applied",
+                    "",
+                    format!("{kind} {obj_name} is in the tree, but no Flux Kustomization applies it"),
+                )
+                .at(Some(doc.location(path)))
+                .with_help("list the file under `resources` of the kustomization.yaml in its directory (and make sure a Flux Kustomization builds that directory), or delete it"),
+            );
+        }
+    }
+    out
+}
+
+fn check_schemas(
+    tree: &tree::Tree,
+    schemas: &SchemaSet,
+    graph: &flux::FluxGraph,
+    standalone: &[Obj],
+    diags: &mut Vec<Diagnostic>,
+    stats: &mut Stats,
+) {
+    if schemas.is_empty() {
+        diags.push(
+            Diagnostic::warning(
+                "verify::schemas_unavailable",
+                "",
+                "schema checks skipped: no schema set is available, so objects were only checked by the graph and cross-resource rules",
+            )
+            .with_help("run `cargo xtask schemas fetch` once (needs network); verify then runs the schema and CEL checks offline"),
+        );
+        return;
+    }
+    let env = cel::CelEnv::new();
+    let mut cel_stats = cel::CelStats::default();
+    // One check per source document: the copy Flux applies first, the standalone kustomize
+    // build of a directory only for documents no Flux Kustomization reaches.
+    let mut seen: HashSet<(PathBuf, usize)> = HashSet::new();
+    let mut missing: BTreeSet<String> = BTreeSet::new();
+    let objects = graph.objects.iter().map(|o| &o.obj).chain(standalone);
+    for obj in objects {
+        let key = (obj.file.clone(), obj.doc);
+        if !seen.insert(key) {
+            continue;
+        }
+        let report = object::check_object(schemas, &env, &obj.value, &mut cel_stats);
+        match &report.schema {
+            SchemaUse::Missing => {
+                missing.insert(format!("{} {}", obj.api_version(), obj.kind()));
+                continue;
+            }
+            SchemaUse::NotAnObject => continue,
+            _ => stats.schema_checked += 1,
+        }
+        let what = format!("{} ({})", obj.display(), schema_source(&report.schema));
+        for e in &report.errors {
+            let code = if e.rule.is_some() {
+                "verify::cel_rule"
+            } else {
+                "verify::schema"
+            };
+            let mut d = Diagnostic::error(code, e.path.clone(), e.body())
+                .at(flux::locate(tree, obj, &e.path))
+                .with_note(what.clone(), None);
+            if let Some(help) = schema_hint(e) {
+                d = d.with_help(help);
+            }
+            diags.push(d);
+        }
+        for w in &report.warnings {
+            diags.push(
+                Diagnostic::warning("verify::cel_unevaluated", w.path.clone(), w.body())
+                    .at(flux::locate(tree, obj, &w.path))
+                    .with_note(what.clone(), None),
+            );
+        }
+    }
+    stats.cel_evaluated = cel_stats.evaluated;
+    stats.cel_skipped = cel_stats.skipped_unknown;
+    if !missing.is_empty() {
+        diags.push(
+            Diagnostic::warning(
+                "verify::schema_missing",
+                "",
+                format!(
+                    "no schema for {} kind(s), so their objects were only checked by the graph and cross-resource rules: {}",
+                    missing.len(),
+                    missing.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .with_help("add the CRDs to the pinned schema set (crates/verify/src/pins.rs) if these kinds matter"),
+        );
+    }
+    stats.schema_missing = missing.into_iter().collect();
+}
+
+fn schema_source(s: &SchemaUse) -> String {
+    match s {
+        SchemaUse::Crd { source } | SchemaUse::BuiltIn { source } => source.clone(),
+        SchemaUse::NotServed { .. } => "version not served".to_owned(),
+        SchemaUse::Missing | SchemaUse::NotAnObject => "no schema".to_owned(),
+    }
+}
+
+/// Hints for rule failures the plan met on a real cluster, and for the generic kinds.
+fn schema_hint(e: &FieldError) -> Option<String> {
+    let hint = match e.kind {
+        FieldErrorKind::UnknownField => {
+            "the schema does not declare this field: remove it or fix its spelling (the API server rejects it with strict field validation)"
+        }
+        FieldErrorKind::Required => "add the required field",
+        _ if e
+            .detail
+            .contains("only InferencePool from inference.networking.k8s.io group is supported") =>
+        {
+            "reference an AIServiceBackend by `name` (and `namespace`) only: omit `group` and `kind`, which are for InferencePools"
+        }
+        _ if e
+            .detail
+            .contains("BackendRef must be a Backend resource of Envoy Gateway") =>
+        {
+            "set `backendRef: {group: gateway.envoyproxy.io, kind: Backend, name: …}`; Services are not accepted in v0.4.0"
+        }
+        _ => return None,
+    };
+    Some(hint.to_owned())
+}
+
+fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by(|a, b| {
+        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.col));
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.code.cmp(&b.code))
+            .then_with(|| a.message.cmp(&b.message))
+    });
+    diags.dedup_by(|a, b| a == b);
+    diags
+}

@@ -1,0 +1,514 @@
+//! A set of schemas laid out like `../shared/schemas`: one folder per upstream source, CRD YAML
+//! files (single or multi-document) and Kubernetes OpenAPI v3 JSON documents.
+//!
+//! Loading reads and indexes every file; compiling a schema (regexes, CEL programs) happens the
+//! first time an object of that kind is validated and is then cached, so `verify` pays only for
+//! the kinds it meets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use schema::yaml::{self, Limits};
+use serde_json::Value;
+
+use crate::cel::CelEnv;
+use crate::openapi::{Compiler, Graph, NodeId};
+
+/// Group, version, kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Gvk {
+    pub(crate) group: String,
+    pub(crate) version: String,
+    pub(crate) kind: String,
+}
+
+impl Gvk {
+    pub(crate) fn from_api_version(api_version: &str, kind: &str) -> Gvk {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        Gvk {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Gvk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{} {}", self.version, self.kind)
+        } else {
+            write!(f, "{}/{} {}", self.group, self.version, self.kind)
+        }
+    }
+}
+
+/// Why a schema set could not be loaded at all.
+#[derive(Debug)]
+pub enum SchemaSetError {
+    /// The directory does not exist or cannot be listed.
+    Unreadable { dir: PathBuf, error: std::io::Error },
+    /// The directory holds no CRD or OpenAPI file.
+    NoSchemas { dir: PathBuf },
+}
+
+impl fmt::Display for SchemaSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SchemaSetError::Unreadable { dir, error } => {
+                write!(f, "cannot read schema directory {}: {error}", dir.display())
+            }
+            SchemaSetError::NoSchemas { dir } => {
+                write!(f, "no CRD or OpenAPI schema files under {}", dir.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SchemaSetError {}
+
+pub(crate) struct Compiled {
+    pub(crate) graph: Graph,
+    pub(crate) root: NodeId,
+}
+
+pub(crate) struct CrdVersion {
+    /// `<folder>/<file>` inside the schema set.
+    pub(crate) source: String,
+    pub(crate) served: bool,
+    pub(crate) schema: Value,
+    pub(crate) compiled: OnceLock<Compiled>,
+}
+
+pub(crate) struct OpenApiDoc {
+    pub(crate) source: String,
+    pub(crate) document: Value,
+    pub(crate) compiled: OnceLock<(Graph, HashMap<String, NodeId>)>,
+}
+
+/// What the set knows about one apiVersion + kind.
+pub(crate) enum Lookup<'a> {
+    Crd(&'a CrdVersion),
+    /// A built-in kind: the OpenAPI document and the component name.
+    BuiltIn(&'a OpenApiDoc, &'a str),
+    /// The group and kind exist, but not at this version (or it is not served).
+    NotServed(Vec<String>),
+    Missing,
+}
+
+/// Upstream CRD and Kubernetes OpenAPI schemas, indexed by group/version/kind.
+pub struct SchemaSet {
+    dir: Option<PathBuf>,
+    crds: HashMap<Gvk, CrdVersion>,
+    builtins: Vec<OpenApiDoc>,
+    builtin_index: HashMap<Gvk, (usize, String)>,
+    /// (group, kind) → namespaced?
+    scopes: HashMap<(String, String), bool>,
+    problems: Vec<String>,
+}
+
+/// Totals from [`SchemaSet::compile_all`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileSummary {
+    /// CRD versions compiled.
+    pub crd_versions: usize,
+    /// Built-in kinds compiled.
+    pub builtin_kinds: usize,
+    /// `x-kubernetes-validations` rules seen.
+    pub rules: usize,
+    /// Rules, message expressions or patterns that failed to compile.
+    pub errors: Vec<String>,
+    /// Rules that call a function the Kubernetes CEL library here does not provide.
+    pub unavailable: Vec<String>,
+}
+
+impl SchemaSet {
+    /// A set with no schemas: `verify` then runs only graph and cross-resource checks.
+    pub fn empty() -> SchemaSet {
+        SchemaSet {
+            dir: None,
+            crds: HashMap::new(),
+            builtins: Vec::new(),
+            builtin_index: HashMap::new(),
+            scopes: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Reads every `*.yaml`/`*.yml` (CRDs) and `*.json` (Kubernetes OpenAPI v3) file in the
+    /// folders of `dir`. Files that do not parse are listed in [`SchemaSet::problems`].
+    pub fn load(dir: &Path) -> Result<SchemaSet, SchemaSetError> {
+        let mut set = SchemaSet::empty();
+        set.dir = Some(dir.to_path_buf());
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files).map_err(|error| SchemaSetError::Unreadable {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
+        files.sort();
+        for parsed in parse_all(&files) {
+            set.add(parsed);
+        }
+        if set.crds.is_empty() && set.builtins.is_empty() {
+            return Err(SchemaSetError::NoSchemas {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(set)
+    }
+
+    /// Where the set was loaded from (`None` for [`SchemaSet::empty`]).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.crds.is_empty() && self.builtins.is_empty()
+    }
+
+    /// Number of group/version/kind entries (CRD versions plus built-in kinds).
+    pub fn len(&self) -> usize {
+        self.crds.len() + self.builtin_index.len()
+    }
+
+    /// Files that were skipped because they did not parse.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Compiles every schema now (normally this happens on first use) and counts the rules.
+    pub fn compile_all(&self) -> CompileSummary {
+        let mut s = CompileSummary::default();
+        let env = CelEnv::new();
+        let mut probed = HashMap::new();
+        let mut check_functions = |graph: &Graph, source: &str, s: &mut CompileSummary| {
+            for node in &graph.nodes {
+                for rule in &node.rules {
+                    let message = rule.message_expression().and_then(Result::ok);
+                    let programs = rule.program().ok().into_iter().chain(message);
+                    for p in programs {
+                        for f in env.missing_functions(p, &mut probed) {
+                            s.unavailable
+                                .push(format!("{source}: `{f}` in rule {:?}", rule.rule));
+                        }
+                    }
+                }
+            }
+        };
+        let mut gvks: Vec<&Gvk> = self.crds.keys().collect();
+        gvks.sort();
+        for gvk in gvks {
+            let crd = &self.crds[gvk];
+            let c = compiled_crd(crd);
+            s.crd_versions += 1;
+            s.rules += c.graph.rule_count;
+            s.errors.extend(
+                c.graph
+                    .compile_everything()
+                    .iter()
+                    .map(|e| format!("{} ({gvk}): {e}", crd.source)),
+            );
+            check_functions(&c.graph, &crd.source, &mut s);
+        }
+        for doc in &self.builtins {
+            let (graph, roots) = compiled_openapi(doc);
+            s.builtin_kinds += roots.len();
+            s.rules += graph.rule_count;
+            s.errors.extend(
+                graph
+                    .compile_everything()
+                    .iter()
+                    .map(|e| format!("{}: {e}", doc.source)),
+            );
+            check_functions(graph, &doc.source, &mut s);
+        }
+        s
+    }
+
+    /// (group, kind) → namespaced, for every CRD in the set.
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = (&(String, String), &bool)> {
+        self.scopes.iter()
+    }
+
+    /// Whether objects of this group and kind live in a namespace; `None` if unknown.
+    pub fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.scopes
+            .get(&(group.to_owned(), kind.to_owned()))
+            .copied()
+    }
+
+    pub(crate) fn lookup(&self, gvk: &Gvk) -> Lookup<'_> {
+        if let Some(crd) = self.crds.get(gvk)
+            && crd.served
+        {
+            return Lookup::Crd(crd);
+        }
+        if let Some((doc, name)) = self.builtin_index.get(gvk) {
+            return Lookup::BuiltIn(&self.builtins[*doc], name);
+        }
+        let mut served: Vec<String> = self
+            .crds
+            .iter()
+            .filter(|(k, v)| k.group == gvk.group && k.kind == gvk.kind && v.served)
+            .map(|(k, _)| k.version.clone())
+            .chain(
+                self.builtin_index
+                    .keys()
+                    .filter(|k| k.group == gvk.group && k.kind == gvk.kind)
+                    .map(|k| k.version.clone()),
+            )
+            .collect();
+        served.sort();
+        if served.is_empty() {
+            Lookup::Missing
+        } else {
+            Lookup::NotServed(served)
+        }
+    }
+
+    /// The compiled `ObjectMeta` schema, if a Kubernetes OpenAPI document provides it.
+    pub(crate) fn object_meta(&self) -> Option<(&Graph, NodeId)> {
+        const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+        self.builtins.iter().find_map(|doc| {
+            let (graph, roots) = compiled_openapi(doc);
+            roots.get(META).map(|&id| (graph, id))
+        })
+    }
+
+    fn add(&mut self, parsed: Parsed) {
+        match parsed {
+            Parsed::Crds {
+                versions,
+                scopes,
+                problems,
+            } => {
+                self.problems.extend(problems);
+                self.scopes.extend(scopes);
+                self.crds.extend(versions);
+            }
+            Parsed::OpenApi { doc, gvks } => {
+                let idx = self.builtins.len();
+                for (gvk, component) in gvks {
+                    self.builtin_index.entry(gvk).or_insert((idx, component));
+                }
+                self.builtins.push(doc);
+            }
+            Parsed::Problem(p) => self.problems.push(p),
+            Parsed::Nothing => {}
+        }
+    }
+}
+
+/// One schema file, read and indexed (independently of the others, so files load in parallel).
+enum Parsed {
+    Crds {
+        versions: Vec<(Gvk, CrdVersion)>,
+        scopes: Vec<((String, String), bool)>,
+        problems: Vec<String>,
+    },
+    OpenApi {
+        doc: OpenApiDoc,
+        gvks: Vec<(Gvk, String)>,
+    },
+    Problem(String),
+    Nothing,
+}
+
+fn parse_file(path: &Path, name: &str) -> Parsed {
+    if name.ends_with(".json") {
+        parse_openapi(path, name)
+    } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "SOURCES.yaml" {
+        parse_crds(path, name)
+    } else {
+        Parsed::Nothing
+    }
+}
+
+fn parse_crds(path: &Path, name: &str) -> Parsed {
+    let loaded = yaml::load_file(path, Path::new(name), Limits::MANIFESTS);
+    let mut problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.headline()).collect();
+    let mut versions = Vec::new();
+    let mut scopes = Vec::new();
+    for doc in loaded.documents {
+        if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+            continue;
+        }
+        let mut crd = doc.to_json();
+        let spec = &mut crd["spec"];
+        let group = spec["group"].as_str().unwrap_or_default().to_owned();
+        let kind = spec["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let namespaced = spec["scope"].as_str() != Some("Cluster");
+        scopes.push(((group.clone(), kind.clone()), namespaced));
+        let Some(list) = spec["versions"].as_array_mut() else {
+            problems.push(format!("{name}: CRD {kind} has no spec.versions"));
+            continue;
+        };
+        for v in list {
+            let version = v["name"].as_str().unwrap_or_default().to_owned();
+            let schema = v["schema"]["openAPIV3Schema"].take();
+            if schema.is_null() {
+                problems.push(format!("{name}: {kind} {version} has no openAPIV3Schema"));
+                continue;
+            }
+            versions.push((
+                Gvk {
+                    group: group.clone(),
+                    version,
+                    kind: kind.clone(),
+                },
+                CrdVersion {
+                    source: name.to_owned(),
+                    served: v["served"].as_bool().unwrap_or(true),
+                    schema,
+                    compiled: OnceLock::new(),
+                },
+            ));
+        }
+    }
+    Parsed::Crds {
+        versions,
+        scopes,
+        problems,
+    }
+}
+
+fn parse_openapi(path: &Path, name: &str) -> Parsed {
+    let document: Value = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => return Parsed::Problem(format!("{name}: {e}")),
+    };
+    let Some(schemas) = document
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+    else {
+        return Parsed::Problem(format!("{name}: not an OpenAPI v3 document"));
+    };
+    let mut gvks = Vec::new();
+    for (component, s) in schemas {
+        let Some(list) = s
+            .get("x-kubernetes-group-version-kind")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        // Only real resources: they carry `metadata`.
+        if s.pointer("/properties/metadata").is_none() {
+            continue;
+        }
+        for g in list {
+            let gvk = Gvk {
+                group: g["group"].as_str().unwrap_or_default().to_owned(),
+                version: g["version"].as_str().unwrap_or_default().to_owned(),
+                kind: g["kind"].as_str().unwrap_or_default().to_owned(),
+            };
+            gvks.push((gvk, component.clone()));
+        }
+    }
+    Parsed::OpenApi {
+        doc: OpenApiDoc {
+            source: name.to_owned(),
+            document,
+            compiled: OnceLock::new(),
+        },
+        gvks,
+    }
+}
+
+/// Parses `files` on all available cores; results come back in input order.
+fn parse_all(files: &[(PathBuf, PathBuf)]) -> Vec<Parsed> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Parsed)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, rel)) = files.get(i) else {
+                            break;
+                        };
+                        let name = rel.to_string_lossy().replace('\\', "/");
+                        out.push((i, parse_file(path, &name)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, p)| p).collect()
+}
+
+pub(crate) fn compiled_crd(crd: &CrdVersion) -> &Compiled {
+    crd.compiled.get_or_init(|| {
+        let mut c = Compiler::new(None);
+        let root = c.add(&crd.schema, "");
+        Compiled {
+            graph: c.finish(),
+            root,
+        }
+    })
+}
+
+pub(crate) fn compiled_openapi(doc: &OpenApiDoc) -> &(Graph, HashMap<String, NodeId>) {
+    doc.compiled.get_or_init(|| {
+        let components = doc
+            .document
+            .pointer("/components/schemas")
+            .and_then(Value::as_object);
+        let mut c = Compiler::new(components);
+        let mut roots = HashMap::new();
+        if let Some(components) = components {
+            let names: BTreeMap<&String, &Value> = components.iter().collect();
+            for (name, s) in names {
+                let wanted = s.get("x-kubernetes-group-version-kind").is_some()
+                    || name.ends_with("meta.v1.ObjectMeta");
+                if wanted {
+                    roots.insert(name.clone(), c.add_component(name));
+                }
+            }
+        }
+        (c.finish(), roots)
+    })
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(PathBuf, PathBuf)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            out.push((path, rel));
+        }
+    }
+    Ok(())
+}
