@@ -32,43 +32,7 @@ const CONTROLLER_FQDN: &str = "ai-gateway-controller.envoy-ai-gateway-system.svc
 
 /// Replaces the AI section of `public.yaml` for the `full` case: every option, plus values that
 /// must reach the cluster unchanged (quotes, `#`, `: `, `${…}`, `{{ }}` in a key).
-const FULL_AI: &str = r#"
-# AI Gateway: every option
-ai_gateway_enabled: true
-ai_gateway_version: "v0.4.0"
-ai_gateway_addr: "10.10.10.250"
-ai_gateway_azure_deployments:
-  - name: "eastus"
-    host: "contoso-eastus.openai.azure.com"
-    api_key: "fake-eastus-key"
-    api_version: "2024-10-21"
-    models: ["gpt-4o", {name: "gpt-4", deployment: "gpt4-prod"}]
-  - name: "westeu"
-    host: "contoso-westeu.openai.azure.com"
-    api_key: "fake \"quoted\" key: with # and ${NOT_SUBSTITUTED} and {{ braces }}"
-    models: [{name: "gpt-4o", deployment: "gpt-4o-eu"}, "text-embedding-3-small"]
-  - name: "backup"
-    host: "contoso-backup.openai.azure.com"
-    api_key: "fake-backup-key"
-    models: ["gpt-4o"]
-ai_gateway_ratelimit_enabled: true
-ai_gateway_ratelimit_default_limit: 20000
-ai_gateway_mcp_enabled: true
-ai_gateway_mcp_servers:
-  - name: "github"
-    host: "api.githubcopilot.com"
-    path: "/mcp/readonly"
-    api_key: "fake-github-token"
-    tool_filter: [".*issues?.*", ".*pull_requests?.*"]
-  - name: "context7"
-    host: "mcp.context7.com"
-ai_gateway_client_keys:
-  - name: "alice"
-    key: "fake-alice-key-0123456789"
-  - name: "ci-bot"
-    key: "fake-ci-bot-key-0123456789"
-ai_gateway_external: true
-"#;
+const FULL_AI: &str = include_str!("fixtures/ai-gateway-full.yaml");
 
 // ---------------------------------------------------------------------------------------------
 // Rendering the cases
