@@ -11,7 +11,9 @@
 
 use std::process::ExitCode;
 
+mod ai_gateway;
 mod dist;
+mod e2e;
 mod report;
 mod schema_cmd;
 mod schemas;
@@ -30,6 +32,8 @@ Commands:
   dist                     build the reproducible release archive
   verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
   schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
+  e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
+  ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
   help                     print this help
 
 Run `cargo xtask <command> --help` for the options of one command.
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         "dist" => dist::run(&mut args),
         "verify" => verify::run(&mut args),
         "schemas" => schemas::run(&mut args),
+        "e2e" => e2e::run(&mut args),
+        "ai-gateway" => ai_gateway::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");

@@ -11,6 +11,9 @@
 //!   against the configuration, so it fails when the tree regresses.
 //! - `kubectl kustomize` as an oracle for every rendered AI directory (skipped with a message when
 //!   kubectl is missing, unless `REQUIRE_ORACLES=1`).
+//! - `crates/verify` with the pinned upstream schemas of `../shared/schemas` (CRD schemas with
+//!   their CEL rules, Flux graph, AI Gateway cross-resource rules) on the rendered trees, and on
+//!   regressed copies to show it notices.
 //!
 //! Secrets here are the configs' fake values and stay in memory (or in a temporary directory for
 //! kubectl); real runs encrypt them before anything is written.
@@ -22,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use render::Rendered;
+use schema::Severity;
 use serde_json::Value;
 
 const AI_DIR: &str = "kubernetes/apps/ai-gateway/";
@@ -2073,5 +2077,141 @@ fn kubectl_kustomize_builds_every_ai_directory() {
             want.sort();
             assert_eq!(got, want, "{}: {dir}", c.name);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// crates/verify with the pinned upstream schemas
+// ---------------------------------------------------------------------------------------------
+
+/// The schema set of `$CLUSTER_SHARED_DIR/schemas` (default `../shared/schemas`), loaded once;
+/// `None` (with a message) when absent, unless `REQUIRE_ORACLES=1`.
+#[allow(clippy::print_stderr)]
+fn shared_schemas() -> Option<&'static verify::SchemaSet> {
+    static SET: OnceLock<Option<verify::SchemaSet>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let shared = std::env::var_os("CLUSTER_SHARED_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::repo_root().join("../shared"));
+        let dir = shared.join("schemas");
+        if !dir.is_dir() {
+            if std::env::var("REQUIRE_ORACLES").as_deref() == Ok("1") {
+                panic!("{} is missing (REQUIRE_ORACLES=1)", dir.display());
+            }
+            eprintln!("SKIP: {} not found; verify did not run", dir.display());
+            return None;
+        }
+        Some(
+            verify::SchemaSet::load(&dir)
+                .unwrap_or_else(|e| panic!("loading {}: {e}", dir.display())),
+        )
+    })
+    .as_ref()
+}
+
+fn verify_tree(r: &Rendered, name: &str) -> Option<verify::Report> {
+    let schemas = shared_schemas()?;
+    let tmp = TempTree::write(r, name);
+    Some(verify::verify(
+        &tmp.0,
+        schemas,
+        &verify::VerifyConfig::cluster_template(),
+    ))
+}
+
+fn file_of(d: &schema::Diagnostic) -> String {
+    d.location
+        .as_ref()
+        .map(|l| l.file.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default()
+}
+
+/// Every AI object validates against its upstream schema and CEL rules, the Flux graph holds,
+/// and the AI Gateway cross-resource rules find nothing. The test trees keep their fake secrets
+/// in plaintext, so `verify::sops_plaintext` on `*.sops.yaml` files is the one expected finding;
+/// anything else that is an error, or any finding in an AI file, fails.
+#[test]
+fn rendered_ai_trees_pass_verify_with_the_shared_schemas() {
+    for c in enabled() {
+        let Some(report) = verify_tree(&c.rendered, &format!("verify-{}", c.name)) else {
+            return;
+        };
+        let unexpected: Vec<String> = report
+            .diagnostics
+            .iter()
+            .filter(|d| !(d.code == "verify::sops_plaintext" && file_of(d).ends_with(".sops.yaml")))
+            .filter(|d| {
+                let f = file_of(d);
+                d.severity == Severity::Error || f.contains(AI_DIR) || f.ends_with(EG_RELEASE)
+            })
+            .map(|d| d.render(None))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "{}: verify reports:\n{}",
+            c.name,
+            unexpected.join("\n")
+        );
+        // The checks really ran on the AI objects: every AI kind had its schema.
+        let s = &report.stats;
+        assert!(
+            s.schemas_available && s.schema_checked > 50 && s.cel_evaluated > 100,
+            "{}: {s:?}",
+            c.name
+        );
+        for missing in &s.schema_missing {
+            for group in [
+                "aigateway.envoyproxy.io",
+                "gateway.envoyproxy.io",
+                "gateway.networking.k8s.io",
+            ] {
+                assert!(
+                    !missing.starts_with(group),
+                    "{}: no schema for {missing}",
+                    c.name
+                );
+            }
+        }
+    }
+}
+
+/// The same check fails when the AI tree regresses to a lesson the plan learned on a cluster:
+/// `type: APIKey` for Azure (lesson 2), kind/group on AIGatewayRoute backendRefs (lesson 1), a
+/// BackendSecurityPolicy for an MCP Backend (MCP credentials).
+#[test]
+fn verify_notices_a_regressed_ai_tree() {
+    let r = &case("public").rendered;
+    for (file, from, to) in [
+        (
+            "kubernetes/apps/ai-gateway/backends/azure-openai/app/backend.yaml",
+            "type: AzureAPIKey\n  azureAPIKey:",
+            "type: APIKey\n  apiKey:",
+        ),
+        (
+            "kubernetes/apps/ai-gateway/routes/app/aigatewayroute.yaml",
+            "      backendRefs:\n        - name: ",
+            "      backendRefs:\n        - kind: AIServiceBackend\n          group: aigateway.envoyproxy.io\n          name: ",
+        ),
+        (
+            "kubernetes/apps/ai-gateway/backends/azure-openai/app/backend.yaml",
+            "    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: \"azure-test-primary\"\n  type: AzureAPIKey",
+            "    - group: gateway.envoyproxy.io\n      kind: Backend\n      name: \"test-github\"\n  type: AzureAPIKey",
+        ),
+    ] {
+        let mut broken = r.clone();
+        let out = broken.files.get_mut(file).unwrap();
+        let text = String::from_utf8(out.contents.clone()).unwrap();
+        assert!(text.contains(from), "{file}: `{from}` not found");
+        out.contents = text.replacen(from, to, 1).into_bytes();
+        let Some(report) = verify_tree(&broken, "verify-broken") else {
+            return;
+        };
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error && file_of(d).ends_with(file)),
+            "{file}: the regression `{to}` went unnoticed"
+        );
     }
 }

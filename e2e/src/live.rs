@@ -1,0 +1,183 @@
+//! The verification checks against a live cluster (the current kubeconfig), with the kube
+//! crate. Only fetching happens here; every verdict comes from [`crate::checks`].
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::{Client, discovery};
+use serde_json::Value;
+
+use crate::checks::{self, Outcome};
+use crate::gateway::GatewayView;
+use crate::plan::{self, CheckSpec};
+use crate::rendered::Tree;
+
+/// Namespace of the AI Gateway when there is no rendered tree to say otherwise.
+pub const DEFAULT_NAMESPACE: &str = "envoy-ai-gateway-system";
+
+pub async fn client() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .context("cannot load a kubeconfig (set KUBECONFIG or ~/.kube/config)")
+}
+
+fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, kind)
+}
+
+/// List objects of one kind in one namespace as JSON.
+pub async fn list(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let (resource, _caps) = discovery::pinned_kind(client, &gvk(api_version, kind))
+        .await
+        .with_context(|| format!("the cluster does not serve {kind} ({api_version})"))?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .with_context(|| format!("cannot list {kind} in {namespace}"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|item| {
+            let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+            value["kind"] = Value::String(kind.to_owned());
+            value
+        })
+        .collect())
+}
+
+fn rule_for(kind: &str) -> fn(&Value) -> (bool, String) {
+    match kind {
+        "Kustomization" => checks::kustomization_ready,
+        "Gateway" => checks::gateway_programmed,
+        "Pod" => checks::pod_running,
+        "BackendTLSPolicy" => checks::backend_tls_policy,
+        _ => checks::ai_accepted,
+    }
+}
+
+/// Run check specs; a kind the cluster does not serve is a failed check, not an abort.
+pub async fn run_checks(client: &Client, specs: &[CheckSpec]) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        match list(client, spec.api_version, spec.kind, &spec.namespace).await {
+            Ok(live) => outcomes.extend(checks::judge(
+                spec.check,
+                &spec.expected,
+                &live,
+                rule_for(spec.kind),
+            )),
+            Err(err) => outcomes.push(Outcome {
+                check: spec.check,
+                subject: format!("{} in {}", spec.kind, spec.namespace),
+                ok: false,
+                detail: format!("{err:#}"),
+            }),
+        }
+    }
+    outcomes
+}
+
+/// The checks `cargo xtask ai-gateway status` runs: from the rendered tree at `rendered` when
+/// there is one (so missing objects are caught), else everything found in the default namespace.
+pub fn status_specs(rendered: &Path) -> Result<Vec<CheckSpec>, String> {
+    match Tree::load(rendered) {
+        Ok(tree) => {
+            let view = GatewayView::from_tree(&tree)?;
+            let ordered = tree.kustomizations_in_order()?;
+            let own: Vec<_> = ordered
+                .into_iter()
+                .filter(|ks| ks.namespace == view.namespace)
+                .collect();
+            Ok(plan::check_specs(&tree, &view, &own))
+        }
+        Err(_) => {
+            let ns = DEFAULT_NAMESPACE.to_owned();
+            let spec = |check, api_version, kind| CheckSpec {
+                check,
+                api_version,
+                kind,
+                namespace: ns.clone(),
+                expected: Vec::new(),
+            };
+            Ok(vec![
+                spec(
+                    "Kustomizations Ready",
+                    "kustomize.toolkit.fluxcd.io/v1",
+                    "Kustomization",
+                ),
+                spec(
+                    "AI resources Accepted",
+                    "aigateway.envoyproxy.io/v1alpha1",
+                    "AIGatewayRoute",
+                ),
+                spec(
+                    "AI resources Accepted",
+                    "aigateway.envoyproxy.io/v1alpha1",
+                    "AIServiceBackend",
+                ),
+                spec(
+                    "AI resources Accepted",
+                    "aigateway.envoyproxy.io/v1alpha1",
+                    "BackendSecurityPolicy",
+                ),
+                spec(
+                    "Gateway Programmed",
+                    "gateway.networking.k8s.io/v1",
+                    "Gateway",
+                ),
+                spec("Pods Running", "v1", "Pod"),
+                spec(
+                    "BackendTLSPolicies present",
+                    "gateway.networking.k8s.io/v1",
+                    "BackendTLSPolicy",
+                ),
+            ])
+        }
+    }
+}
+
+/// Poll a Flux Kustomization until it is Ready or `timeout` passes.
+pub async fn wait_kustomization(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let start = Instant::now();
+    let mut last = "not found yet".to_owned();
+    while start.elapsed() < timeout {
+        if let Ok(items) = list(
+            client,
+            "kustomize.toolkit.fluxcd.io/v1",
+            "Kustomization",
+            namespace,
+        )
+        .await
+            && let Some(object) = items
+                .iter()
+                .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        {
+            let (ok, detail) = checks::kustomization_ready(object);
+            if ok {
+                return Ok(detail);
+            }
+            last = detail;
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(timeout.saturating_sub(start.elapsed())))
+            .await;
+    }
+    Err(format!(
+        "Kustomization {namespace}/{name} not Ready after {}s: {last}",
+        timeout.as_secs()
+    ))
+}

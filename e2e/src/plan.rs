@@ -1,0 +1,1021 @@
+//! The e2e run as data: every step, derived from the rendered tree and the e2e config.
+//! `cargo xtask e2e --plan` prints it; the harness executes the very same list.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::checks::Expected;
+use crate::gateway::{CostType, GatewayView};
+use crate::rendered::{FluxKustomization, HelmChart, Tree};
+use crate::traffic;
+
+/// kind cluster name.
+pub const CLUSTER: &str = "ai-gateway-e2e";
+/// renovate: datasource=docker depName=kindest/node
+pub const KIND_NODE_IMAGE: &str = "kindest/node:v1.34.0";
+/// Tag of the locally built mock image.
+pub const MOCK_IMAGE: &str = "ai-gateway-e2e-mock:dev";
+/// renovate: datasource=github-releases depName=metallb/metallb
+pub const METALLB_VERSION: &str = "v0.13.10";
+/// renovate: datasource=github-releases depName=fluxcd/flux2
+pub const FLUX_VERSION: &str = "v2.8.8";
+/// renovate: datasource=github-releases depName=cert-manager/cert-manager
+pub const CERT_MANAGER_VERSION: &str = "v1.21.1";
+/// renovate: datasource=github-releases depName=prometheus-operator/prometheus-operator
+pub const PROMETHEUS_OPERATOR_VERSION: &str = "v0.86.0";
+/// ConfigMap holding the test CA, referenced by the patched BackendTLSPolicies.
+pub const TEST_CA_CONFIGMAP: &str = "e2e-test-ca";
+/// In-cluster hostname of the OCI mock that serves the rendered tree.
+pub const OCI_HOST: &str = "oci.e2e.test";
+pub const OCI_PORT: u16 = 5000;
+pub const OCI_REPOSITORY: &str = "e2e/rendered";
+/// Port of every mock's admin listener (reached from the runner on the container IP).
+pub const ADMIN_PORT: u16 = 9000;
+/// Names of the mock tools every MCP mock serves; the tool filter decides which are visible.
+pub const MCP_TOOLS: &[&str] = &[
+    "list_issues",
+    "get_issue",
+    "create_pull_request",
+    "search_code",
+];
+
+/// The parts of `e2e/cluster.yaml` the harness needs (the plaintext the mocks must expect).
+#[derive(Debug, Clone, Deserialize)]
+pub struct E2eConfig {
+    /// `${SECRET_DOMAIN}` in the rendered files (Flux substitutes it from `cluster-secrets`).
+    #[serde(default)]
+    pub cloudflare_domain: String,
+    #[serde(default)]
+    pub ai_gateway_azure_deployments: Vec<AzureDeployment>,
+    #[serde(default)]
+    pub ai_gateway_mcp_servers: Vec<McpServer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AzureDeployment {
+    pub name: String,
+    pub host: String,
+    pub api_key: String,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct McpServer {
+    pub name: String,
+    pub host: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+impl E2eConfig {
+    pub fn load(path: &Path) -> Result<E2eConfig, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    }
+}
+
+/// A mock container to start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MockSpec {
+    Azure {
+        name: String,
+        hostname: String,
+        port: u16,
+        api_key: String,
+        deployments: Vec<String>,
+    },
+    Mcp {
+        name: String,
+        hostname: String,
+        port: u16,
+        path: String,
+        api_key: Option<String>,
+        api_key_header: Option<String>,
+    },
+    Oci {
+        name: String,
+        hostname: String,
+        port: u16,
+    },
+}
+
+impl MockSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            MockSpec::Azure { name, .. }
+            | MockSpec::Mcp { name, .. }
+            | MockSpec::Oci { name, .. } => name,
+        }
+    }
+
+    pub fn hostname(&self) -> &str {
+        match self {
+            MockSpec::Azure { hostname, .. }
+            | MockSpec::Mcp { hostname, .. }
+            | MockSpec::Oci { hostname, .. } => hostname,
+        }
+    }
+}
+
+/// A verification group and the objects the rendered tree says must pass it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub check: &'static str,
+    /// API group/version/kind to list (`v1/Pod` for core).
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub expected: Vec<Expected>,
+}
+
+/// A traffic check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrafficSpec {
+    Route {
+        model: String,
+        backend: String,
+        deployment: String,
+    },
+    UnknownModel {
+        model: String,
+    },
+    Failover {
+        model: String,
+        stop: String,
+        expect: String,
+    },
+    Budget {
+        header: String,
+        limit: u64,
+        cost: CostType,
+        model: String,
+        backend: String,
+    },
+    Mcp {
+        route: String,
+        path: String,
+        backends: Vec<String>,
+    },
+}
+
+/// One thing the harness does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Run this program with these arguments (and these extra environment variables).
+    Run {
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    /// Write the `docker save` archive of the static mock binary and `docker load` it.
+    LoadMockImage {
+        binary: PathBuf,
+    },
+    /// Pack the rendered `kubernetes/` tree as the Flux artifact the OCI mock serves.
+    PackArtifact,
+    StartMock(MockSpec),
+    /// Add `hosts` entries for the mocks to CoreDNS and restart it.
+    PatchCoreDns,
+    /// MetalLB address pool carved out of the kind docker network.
+    MetalLbPool,
+    /// Secret `sops-age` in `flux-system` from the age key (via the API, never a file).
+    AgeSecret {
+        key_file: PathBuf,
+    },
+    /// Write a HelmRelease's `spec.values` as a Helm values file.
+    WriteValues {
+        path: PathBuf,
+        values: Value,
+        source: String,
+    },
+    /// Apply a generated object (server-side apply through the API).
+    Apply {
+        what: String,
+        object: Value,
+    },
+    /// Wait until a Flux Kustomization is Ready.
+    WaitKustomization {
+        namespace: String,
+        name: String,
+        minutes: u64,
+    },
+    Check(CheckSpec),
+    Traffic(TrafficSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub title: String,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Flux Kustomizations the run waits for, in dependency order.
+    pub kustomizations: Vec<FluxKustomization>,
+    pub view: GatewayView,
+}
+
+fn run(program: &str, args: &[&str]) -> Action {
+    Action::Run {
+        program: program.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: Vec::new(),
+    }
+}
+
+/// Where things live for one run.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub workspace: PathBuf,
+    pub rendered: PathBuf,
+    /// Scratch directory for Helm values files and archives (removed at the end).
+    pub scratch: PathBuf,
+    pub age_key: PathBuf,
+}
+
+/// Build the plan from the rendered tree and the e2e config.
+pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, String> {
+    let view = GatewayView::from_tree(tree)?;
+    let ordered = tree.kustomizations_in_order()?;
+    let kustomizations = needed_kustomizations(&ordered, &view.namespace)?;
+    let mut steps = Vec::new();
+
+    // Mock image: the e2e crate's own binary, linked statically, wrapped without a base image.
+    let target = "x86_64-unknown-linux-gnu";
+    let binary = layout
+        .workspace
+        .join("target/e2e-static")
+        .join(target)
+        .join("release/e2e-mock");
+    steps.push(Step {
+        title: "Build the mock upstream image (static binary, no base image)".into(),
+        actions: vec![
+            Action::Run {
+                program: "cargo".into(),
+                args: [
+                    "build",
+                    "--package",
+                    "e2e",
+                    "--release",
+                    "--no-default-features",
+                    "--bin",
+                    "e2e-mock",
+                    "--target",
+                    target,
+                    "--target-dir",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain([layout
+                    .workspace
+                    .join("target/e2e-static")
+                    .display()
+                    .to_string()])
+                .collect(),
+                env: vec![("RUSTFLAGS".into(), "-C target-feature=+crt-static".into())],
+            },
+            Action::LoadMockImage { binary },
+        ],
+    });
+
+    steps.push(Step {
+        title: "Create the kind cluster".into(),
+        actions: vec![run(
+            "kind",
+            &[
+                "create",
+                "cluster",
+                "--name",
+                CLUSTER,
+                "--image",
+                KIND_NODE_IMAGE,
+                "--wait",
+                "180s",
+            ],
+        )],
+    });
+
+    // One mock per rendered Azure host and MCP backend, keyed by the config's plaintext keys.
+    let mut mocks = Vec::new();
+    let mut azure_hosts = BTreeSet::new();
+    for backend in &view.azure {
+        if !azure_hosts.insert(backend.host.clone()) {
+            continue;
+        }
+        let deployment = config
+            .ai_gateway_azure_deployments
+            .iter()
+            .find(|d| d.host == backend.host.hostname)
+            .ok_or_else(|| {
+                format!(
+                    "rendered Backend host `{}` is not in the e2e config",
+                    backend.host.hostname
+                )
+            })?;
+        mocks.push(MockSpec::Azure {
+            name: format!("azure-{}", deployment.name),
+            hostname: backend.host.hostname.clone(),
+            port: backend.host.port,
+            api_key: deployment.api_key.clone(),
+            deployments: deployment.models.clone(),
+        });
+    }
+    for route in &view.mcp {
+        for backend in &route.backends {
+            let server = config
+                .ai_gateway_mcp_servers
+                .iter()
+                .find(|s| s.host == backend.host.hostname);
+            mocks.push(MockSpec::Mcp {
+                name: format!("mcp-{}", backend.name),
+                hostname: backend.host.hostname.clone(),
+                port: backend.host.port,
+                path: backend.path.clone(),
+                api_key: server.and_then(|s| s.api_key.clone()),
+                api_key_header: backend.api_key_header.clone(),
+            });
+        }
+    }
+    mocks.push(MockSpec::Oci {
+        name: "oci".into(),
+        hostname: OCI_HOST.into(),
+        port: OCI_PORT,
+    });
+    let mut mock_actions = vec![Action::PackArtifact];
+    mock_actions.extend(mocks.iter().cloned().map(Action::StartMock));
+    mock_actions.push(Action::PatchCoreDns);
+    steps.push(Step {
+        title: "Start the mock upstreams on the kind network (testcontainers) and resolve their hostnames in the cluster".into(),
+        actions: mock_actions,
+    });
+
+    let metallb = format!(
+        "https://raw.githubusercontent.com/metallb/metallb/{METALLB_VERSION}/config/manifests/metallb-native.yaml"
+    );
+    steps.push(Step {
+        title: "LoadBalancer addresses (MetalLB)".into(),
+        actions: vec![
+            run("kubectl", &["apply", "-f", &metallb]),
+            run(
+                "kubectl",
+                &[
+                    "-n",
+                    "metallb-system",
+                    "wait",
+                    "--for=condition=Available",
+                    "deployment/controller",
+                    "--timeout=300s",
+                ],
+            ),
+            run(
+                "kubectl",
+                &[
+                    "-n",
+                    "metallb-system",
+                    "wait",
+                    "--for=condition=Ready",
+                    "pod",
+                    "-l",
+                    "app=metallb",
+                    "--timeout=300s",
+                ],
+            ),
+            Action::MetalLbPool,
+        ],
+    });
+
+    // CRDs of kinds the rendered apps use that neither the EG chart nor AI Gateway provide.
+    let kinds: BTreeSet<&str> = tree.docs.iter().map(|d| d.kind()).collect();
+    let mut crd_actions = Vec::new();
+    if kinds.contains("Certificate") || kinds.contains("ClusterIssuer") {
+        let url = format!(
+            "https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER_VERSION}/cert-manager.crds.yaml"
+        );
+        crd_actions.push(run("kubectl", &["apply", "--server-side", "-f", &url]));
+    }
+    if kinds.contains("PodMonitor") || kinds.contains("ServiceMonitor") {
+        let url = format!(
+            "https://github.com/prometheus-operator/prometheus-operator/releases/download/{PROMETHEUS_OPERATOR_VERSION}/stripped-down-crds.yaml"
+        );
+        crd_actions.push(run("kubectl", &["apply", "--server-side", "-f", &url]));
+    }
+    if !crd_actions.is_empty() {
+        steps.push(Step {
+            title: "CRDs the rendered apps reference (cert-manager, Prometheus) so their Kustomizations can apply".into(),
+            actions: crd_actions,
+        });
+    }
+
+    // Envoy Gateway at bootstrap, like bootstrap/helmfile.d: chart, version and values from the
+    // rendered HelmRelease + OCIRepository. Flux adopts the release afterwards.
+    let charts = tree.helm_charts()?;
+    let eg: &HelmChart = charts
+        .iter()
+        .find(|c| c.url.ends_with("/gateway-helm"))
+        .ok_or("the rendered tree has no Envoy Gateway HelmRelease (chart `…/gateway-helm`)")?;
+    let values = layout.scratch.join(format!("{}-values.json", eg.release));
+    steps.push(Step {
+        title: format!(
+            "Envoy Gateway {} from {} (values: spec.values of {})",
+            eg.version, eg.url, eg.file
+        ),
+        actions: vec![
+            Action::WriteValues {
+                path: values.clone(),
+                values: eg.values.clone(),
+                source: eg.file.clone(),
+            },
+            run(
+                "helm",
+                &[
+                    "upgrade",
+                    "--install",
+                    &eg.release,
+                    &eg.url,
+                    "--version",
+                    &eg.version,
+                    "--namespace",
+                    &eg.namespace,
+                    "--create-namespace",
+                    "--values",
+                    &values.display().to_string(),
+                    "--wait",
+                    "--timeout",
+                    "10m",
+                ],
+            ),
+        ],
+    });
+
+    let flux_install =
+        format!("https://github.com/fluxcd/flux2/releases/download/{FLUX_VERSION}/install.yaml");
+    let sops_flag = json!([{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--sops-age-secret=sops-age"}]).to_string();
+    steps.push(Step {
+        title: format!("Flux {FLUX_VERSION} with SOPS decryption (the role flux-instance plays in the template)"),
+        actions: vec![
+            run("kubectl", &["apply", "--server-side", "-f", &flux_install]),
+            run("kubectl", &["-n", "flux-system", "patch", "deployment", "kustomize-controller", "--type", "json", "-p", &sops_flag]),
+            run("kubectl", &["-n", "flux-system", "rollout", "status", "deployment/kustomize-controller", "--timeout=300s"]),
+            run("kubectl", &["-n", "flux-system", "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s"]),
+            Action::AgeSecret { key_file: layout.age_key.clone() },
+        ],
+    });
+
+    let mut source_actions = vec![
+        Action::Apply {
+            what: format!("Namespace {}", view.namespace),
+            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": view.namespace}}),
+        },
+        Action::Apply {
+            what: format!(
+                "ConfigMap {}/{TEST_CA_CONFIGMAP} (test CA; data filled at run time)",
+                view.namespace
+            ),
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": TEST_CA_CONFIGMAP, "namespace": view.namespace}, "data": {"ca.crt": "<test CA PEM>"}}),
+        },
+        Action::Apply {
+            what: "OCIRepository flux-system/flux-system (the rendered tree, from the OCI mock)"
+                .into(),
+            object: oci_repository(),
+        },
+    ];
+    for root in root_kustomizations(&ordered, &kustomizations) {
+        source_actions.push(Action::Apply {
+            what: format!(
+                "Kustomization flux-system/{} (path {})",
+                str_at(&root, "/metadata/name"),
+                str_at(&root, "/spec/path")
+            ),
+            object: root,
+        });
+    }
+    steps.push(Step {
+        title: "Hand the rendered tree to Flux (only the AI Gateway and what it dependsOn; BackendTLSPolicies trust the test CA)".into(),
+        actions: source_actions,
+    });
+
+    steps.push(Step {
+        title: "Wait for the Kustomizations (dependency order)".into(),
+        actions: kustomizations
+            .iter()
+            .map(|ks| Action::WaitKustomization {
+                namespace: ks.namespace.clone(),
+                name: ks.name.clone(),
+                minutes: 15,
+            })
+            .collect(),
+    });
+
+    if !view.budget.is_empty() {
+        let eg_ns = eg.namespace.as_str();
+        steps.push(Step {
+            title:
+                "Restart envoy-ratelimit now that Redis is up (it crash-loops until Redis answers)"
+                    .into(),
+            actions: vec![
+                run(
+                    "kubectl",
+                    &[
+                        "-n",
+                        eg_ns,
+                        "rollout",
+                        "restart",
+                        "deployment/envoy-ratelimit",
+                    ],
+                ),
+                run(
+                    "kubectl",
+                    &[
+                        "-n",
+                        eg_ns,
+                        "rollout",
+                        "status",
+                        "deployment/envoy-ratelimit",
+                        "--timeout=300s",
+                    ],
+                ),
+            ],
+        });
+    }
+
+    steps.push(Step {
+        title: "Verification commands of the plan, as checks".into(),
+        actions: check_specs(tree, &view, &kustomizations)
+            .into_iter()
+            .map(Action::Check)
+            .collect(),
+    });
+
+    steps.push(Step {
+        title: "Traffic through the AI Gateway".into(),
+        actions: traffic_specs(&view)?
+            .into_iter()
+            .map(Action::Traffic)
+            .collect(),
+    });
+
+    Ok(Plan {
+        steps,
+        kustomizations,
+        view,
+    })
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The AI Gateway namespace's Kustomizations plus everything they depend on, transitively,
+/// in the given (dependency) order.
+fn needed_kustomizations(
+    ordered: &[FluxKustomization],
+    namespace: &str,
+) -> Result<Vec<FluxKustomization>, String> {
+    let mut needed: BTreeSet<(String, String)> = ordered
+        .iter()
+        .filter(|ks| ks.namespace == namespace)
+        .map(|ks| (ks.namespace.clone(), ks.name.clone()))
+        .collect();
+    if needed.is_empty() {
+        return Err(format!("no Flux Kustomization lives in `{namespace}`"));
+    }
+    // `ordered` lists dependencies first, so one backward pass closes the set.
+    for ks in ordered.iter().rev() {
+        if needed.contains(&(ks.namespace.clone(), ks.name.clone())) {
+            needed.extend(ks.depends_on.iter().cloned());
+        }
+    }
+    Ok(ordered
+        .iter()
+        .filter(|ks| needed.contains(&(ks.namespace.clone(), ks.name.clone())))
+        .cloned()
+        .collect())
+}
+
+fn oci_repository() -> Value {
+    json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "OCIRepository",
+        "metadata": {"name": "flux-system", "namespace": "flux-system"},
+        "spec": {
+            "interval": "1m",
+            "insecure": true,
+            "url": format!("oci://{OCI_HOST}:{OCI_PORT}/{OCI_REPOSITORY}"),
+            "ref": {"tag": "latest"}
+        }
+    })
+}
+
+/// One root Kustomization per namespace directory (`kubernetes/apps/<dir>`) that holds a
+/// needed app. Its patches make the children read the OCI source, decrypt with SOPS, trust the
+/// test CA, and suspend the apps of that namespace the AI Gateway does not need.
+fn root_kustomizations(all: &[FluxKustomization], needed: &[FluxKustomization]) -> Vec<Value> {
+    let mut by_dir: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for ks in all {
+        let Some(dir) = namespace_dir(&ks.file) else {
+            continue;
+        };
+        let entry = by_dir.entry(dir).or_default();
+        if needed.contains(ks) {
+            entry.0.push(ks.name.clone())
+        } else {
+            entry.1.push(ks.name.clone())
+        }
+    }
+    let btls_patch = serde_saphyr::to_string(&json!([
+        {"op": "remove", "path": "/spec/validation/wellKnownCACertificates"},
+        {"op": "add", "path": "/spec/validation/caCertificateRefs",
+         "value": [{"group": "", "kind": "ConfigMap", "name": TEST_CA_CONFIGMAP}]}
+    ]))
+    .unwrap_or_default();
+    let child_patch = json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "all"},
+        "spec": {
+            "sourceRef": {"kind": "OCIRepository", "name": "flux-system", "namespace": "flux-system"},
+            "decryption": {"provider": "sops"},
+            "patches": [{"target": {"group": "gateway.networking.k8s.io", "kind": "BackendTLSPolicy"}, "patch": btls_patch}]
+        }
+    });
+    by_dir
+        .into_iter()
+        .filter(|(_, (needed, _))| !needed.is_empty())
+        .map(|(dir, (_, unneeded))| {
+            let mut patches = vec![json!({
+                "target": {"group": "kustomize.toolkit.fluxcd.io", "kind": "Kustomization"},
+                "patch": serde_saphyr::to_string(&child_patch).unwrap_or_default()
+            })];
+            if !unneeded.is_empty() {
+                patches.push(json!({
+                    "target": {"group": "kustomize.toolkit.fluxcd.io", "kind": "Kustomization", "name": format!("^({})$", unneeded.join("|"))},
+                    "patch": serde_saphyr::to_string(&json!({
+                        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                        "metadata": {"name": "unneeded"}, "spec": {"suspend": true}
+                    })).unwrap_or_default()
+                }));
+            }
+            let name = format!("e2e-{}", dir.rsplit('/').next().unwrap_or(&dir));
+            json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": name, "namespace": "flux-system"},
+                "spec": {
+                    "interval": "10m",
+                    "path": format!("./{dir}"),
+                    "prune": true,
+                    "wait": false,
+                    "sourceRef": {"kind": "OCIRepository", "name": "flux-system"},
+                    "decryption": {"provider": "sops"},
+                    "patches": patches
+                }
+            })
+        })
+        .collect()
+}
+
+/// `kubernetes/apps/<dir>` for a file under it.
+fn namespace_dir(file: &str) -> Option<String> {
+    let rest = file.strip_prefix("kubernetes/apps/")?;
+    let dir = rest.split('/').next()?;
+    rest.contains('/').then(|| format!("kubernetes/apps/{dir}"))
+}
+
+fn expected_of(tree: &Tree, kind: &str) -> Vec<Expected> {
+    let mut out: Vec<Expected> = tree
+        .of_kind(kind)
+        .map(|doc| {
+            Expected::new(
+                kind,
+                &tree.effective_namespace(doc).unwrap_or_default(),
+                doc.name(),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The plan's verification commands, with the objects the rendered tree promises.
+pub fn check_specs(
+    tree: &Tree,
+    view: &GatewayView,
+    kustomizations: &[FluxKustomization],
+) -> Vec<CheckSpec> {
+    let ns = view.namespace.clone();
+    let ks_expected: Vec<Expected> = kustomizations
+        .iter()
+        .filter(|ks| ks.namespace == ns)
+        .map(|ks| Expected::new("Kustomization", &ks.namespace, &ks.name))
+        .collect();
+    let ai = |check, kind: &'static str| CheckSpec {
+        check,
+        api_version: "aigateway.envoyproxy.io/v1alpha1",
+        kind,
+        namespace: ns.clone(),
+        expected: expected_of(tree, kind),
+    };
+    let mut specs = vec![
+        CheckSpec {
+            check: "Kustomizations Ready",
+            api_version: "kustomize.toolkit.fluxcd.io/v1",
+            kind: "Kustomization",
+            namespace: ns.clone(),
+            expected: ks_expected,
+        },
+        ai("AI resources Accepted", "AIGatewayRoute"),
+        ai("AI resources Accepted", "AIServiceBackend"),
+        ai("AI resources Accepted", "BackendSecurityPolicy"),
+    ];
+    if !view.mcp.is_empty() {
+        specs.push(ai("AI resources Accepted", "MCPRoute"));
+    }
+    specs.push(CheckSpec {
+        check: "Gateway Programmed",
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "Gateway",
+        namespace: ns.clone(),
+        expected: expected_of(tree, "Gateway")
+            .into_iter()
+            .filter(|e| e.namespace == ns)
+            .collect(),
+    });
+    specs.push(CheckSpec {
+        check: "Pods Running",
+        api_version: "v1",
+        kind: "Pod",
+        namespace: ns.clone(),
+        expected: Vec::new(),
+    });
+    specs.push(CheckSpec {
+        check: "BackendTLSPolicies present",
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "BackendTLSPolicy",
+        namespace: ns,
+        expected: expected_of(tree, "BackendTLSPolicy"),
+    });
+    specs
+}
+
+/// The traffic checks the rendered routes call for.
+pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
+    let mut specs = Vec::new();
+    for (model, targets) in &view.models {
+        let first = targets
+            .iter()
+            .min_by_key(|t| t.priority)
+            .ok_or_else(|| format!("model `{model}` has no backendRefs"))?;
+        specs.push(TrafficSpec::Route {
+            model: model.clone(),
+            backend: first.backend.clone(),
+            deployment: first.deployment.clone().unwrap_or_else(|| model.clone()),
+        });
+    }
+    specs.push(TrafficSpec::UnknownModel {
+        model: "e2e-no-such-model".into(),
+    });
+    if let Some(rule) = view
+        .budget
+        .iter()
+        .filter(|r| traffic::usage_for_budget(r.limit, r.cost).is_some())
+        .min_by_key(|r| r.limit)
+        && let Some((model, targets)) = view.models.iter().next()
+    {
+        let backend = targets
+            .iter()
+            .min_by_key(|t| t.priority)
+            .map(|t| t.backend.clone())
+            .unwrap_or_default();
+        specs.push(TrafficSpec::Budget {
+            header: rule.header.clone(),
+            limit: rule.limit,
+            cost: rule.cost,
+            model: model.clone(),
+            backend,
+        });
+    }
+    for route in &view.mcp {
+        specs.push(TrafficSpec::Mcp {
+            route: route.name.clone(),
+            path: route.path.clone(),
+            backends: route.backends.iter().map(|b| b.name.clone()).collect(),
+        });
+    }
+    // Failover stops a mock, so it runs last.
+    for (model, targets) in view.failover_models() {
+        let mut sorted = targets.to_vec();
+        sorted.sort_by_key(|t| t.priority);
+        if let Some(second) = sorted.iter().find(|t| t.backend != sorted[0].backend) {
+            specs.push(TrafficSpec::Failover {
+                model: model.to_owned(),
+                stop: sorted[0].backend.clone(),
+                expect: second.backend.clone(),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Run { program, args, env } => {
+                for (k, v) in env {
+                    write!(f, "{k}={} ", shell_quote(v))?;
+                }
+                write!(f, "{program}")?;
+                for arg in args {
+                    write!(f, " {}", shell_quote(arg))?;
+                }
+                Ok(())
+            }
+            Action::LoadMockImage { binary } => write!(
+                f,
+                "write a one-layer image archive of {} as {MOCK_IMAGE}, then `docker load` it",
+                binary.display()
+            ),
+            Action::PackArtifact => write!(
+                f,
+                "pack kubernetes/ of the rendered tree as a Flux artifact (tar+gzip)"
+            ),
+            Action::StartMock(spec) => match spec {
+                MockSpec::Azure {
+                    name,
+                    hostname,
+                    port,
+                    deployments,
+                    ..
+                } => write!(
+                    f,
+                    "start mock `{name}`: Azure OpenAI for {hostname}:{port} (TLS, test CA), deployments {}, api-key from e2e/cluster.yaml",
+                    deployments.join(", ")
+                ),
+                MockSpec::Mcp {
+                    name,
+                    hostname,
+                    port,
+                    path,
+                    api_key,
+                    api_key_header,
+                } => write!(
+                    f,
+                    "start mock `{name}`: MCP server at https://{hostname}:{port}{path} (tools {}), {}",
+                    MCP_TOOLS.join(", "),
+                    match api_key {
+                        Some(_) => format!(
+                            "API key required in `{}`",
+                            api_key_header.as_deref().unwrap_or("Authorization")
+                        ),
+                        None => "no API key".to_owned(),
+                    }
+                ),
+                MockSpec::Oci {
+                    name,
+                    hostname,
+                    port,
+                } => {
+                    write!(
+                        f,
+                        "start mock `{name}`: OCI registry at http://{hostname}:{port}/v2/{OCI_REPOSITORY} serving the artifact"
+                    )
+                }
+            },
+            Action::PatchCoreDns => write!(
+                f,
+                "add CoreDNS `hosts` entries: each mock hostname → its container IP on the kind network; restart coredns"
+            ),
+            Action::MetalLbPool => write!(
+                f,
+                "apply IPAddressPool + L2Advertisement: .255.200-.255.250 of the kind network's IPv4 subnet"
+            ),
+            Action::AgeSecret { key_file } => {
+                write!(
+                    f,
+                    "create Secret flux-system/sops-age (age.agekey) from {} through the API",
+                    key_file.display()
+                )
+            }
+            Action::WriteValues { path, source, .. } => {
+                write!(f, "write spec.values of {source} to {}", path.display())
+            }
+            Action::Apply { what, .. } => write!(f, "apply {what}"),
+            Action::WaitKustomization {
+                namespace,
+                name,
+                minutes,
+            } => {
+                write!(
+                    f,
+                    "wait ≤{minutes}m for Kustomization {namespace}/{name} Ready"
+                )
+            }
+            Action::Check(spec) => {
+                write!(
+                    f,
+                    "check [{}] {} in {}",
+                    spec.check, spec.kind, spec.namespace
+                )?;
+                if spec.expected.is_empty() {
+                    write!(f, " (all found)")
+                } else {
+                    let names: Vec<&str> = spec.expected.iter().map(|e| e.name.as_str()).collect();
+                    write!(f, ": {}", names.join(", "))
+                }
+            }
+            Action::Traffic(spec) => match spec {
+                TrafficSpec::Route {
+                    model,
+                    backend,
+                    deployment,
+                } => write!(
+                    f,
+                    "traffic: model `{model}` → 200 from {backend}'s mock, upstream path /openai/deployments/{deployment}/chat/completions with its api-key"
+                ),
+                TrafficSpec::UnknownModel { model } => {
+                    write!(f, "traffic: model `{model}` → 404, no upstream reached")
+                }
+                TrafficSpec::Failover {
+                    model,
+                    stop,
+                    expect,
+                } => {
+                    write!(
+                        f,
+                        "traffic: stop {stop}'s mock, model `{model}` → 200 from {expect}'s mock"
+                    )
+                }
+                TrafficSpec::Budget {
+                    header,
+                    limit,
+                    cost,
+                    model,
+                    ..
+                } => {
+                    let per_request = traffic::usage_for_budget(*limit, *cost)
+                        .and_then(|u| traffic::cost_of(*cost, u))
+                        .unwrap_or(0);
+                    let refused = traffic::first_refused(&[traffic::Charge {
+                        limit: *limit,
+                        per_request,
+                    }])
+                    .unwrap_or(0);
+                    write!(
+                        f,
+                        "traffic: budget {limit} {cost:?}/{header}: mock reports {per_request} per answer; model `{model}` → 200 × {} then 429 on request {refused}; another {header} → 200",
+                        refused.saturating_sub(1)
+                    )
+                }
+                TrafficSpec::Mcp {
+                    route,
+                    path,
+                    backends,
+                } => write!(
+                    f,
+                    "traffic: MCP {path} (MCPRoute {route}): initialize, tools/list = `<backend>__<tool>` for backends {} filtered by toolSelector, tools/call one",
+                    backends.join(", ")
+                ),
+            },
+        }
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "{}. {}", i + 1, step.title)?;
+            for action in &step.actions {
+                writeln!(f, "   - {action}")?;
+            }
+        }
+        writeln!(
+            f,
+            "{}. Clean up (skipped with --keep)",
+            self.steps.len() + 1
+        )?;
+        writeln!(f, "   - stop and remove the mock containers")?;
+        writeln!(f, "   - kind delete cluster --name {CLUSTER}")
+    }
+}
