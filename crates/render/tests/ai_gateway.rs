@@ -1964,6 +1964,35 @@ fn user_values_pass_through_unchanged() {
         "disabled"
     );
     let route = tree.kind("MCPRoute")[0];
+    // The `odd` MCP server: path, tool filter and token full of YAML and template syntax.
+    let odd = c
+        .config
+        .cluster
+        .ai_gateway_mcp_servers
+        .iter()
+        .find(|s| s.name == "odd")
+        .unwrap();
+    assert!(odd.path.contains("${") && odd.path.contains("{{") && odd.path.contains('#'));
+    let odd_ref = arr(&route.doc, "/spec/backendRefs")
+        .iter()
+        .find(|b| str_at(b, "/name") == "odd")
+        .unwrap();
+    assert_eq!(str_at(odd_ref, "/path"), odd.path);
+    assert_eq!(
+        str_at(odd_ref, "/toolSelector/includeRegex/0"),
+        odd.tool_filter[0]
+    );
+    let odd_secret = tree
+        .one(
+            "Secret",
+            route.ns(),
+            str_at(odd_ref, "/securityPolicy/apiKey/secretRef/name"),
+        )
+        .unwrap();
+    assert_eq!(
+        Some(str_at(&odd_secret.doc, "/stringData/apiKey")),
+        odd.api_key.as_deref()
+    );
     let github = arr(&route.doc, "/spec/backendRefs")
         .iter()
         .find(|b| str_at(b, "/name") == "github")
