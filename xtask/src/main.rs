@@ -12,8 +12,11 @@
 use std::process::ExitCode;
 
 mod ai_gateway;
+mod bench;
+mod configure;
 mod dist;
 mod e2e;
+mod init;
 mod report;
 mod schema_cmd;
 mod schemas;
@@ -26,12 +29,15 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
+  init                     create cluster.yaml, nodes.yaml, age.key, deploy key, token, .sops.yaml
+  configure                validate, render, encrypt and write the GitOps tree (--example: try it)
   validate                 check cluster.yaml and nodes.yaml, report every problem
   schema                   write the editor JSON Schemas and docs/configuration.md
   secrets                  encrypt, decrypt, status, keygen (sops + age, no sops binary)
   dist                     build the reproducible release archive
   verify [DIR]             check the rendered tree offline (schemas, CEL, Flux graph, AI Gateway rules)
   schemas <action>         fetch|path|status of the pinned upstream schema set (fetch once, then offline)
+  bench                    time configure on generated large configurations
   e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
   ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
   help                     print this help
@@ -61,6 +67,9 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
         }
+        "init" => init::run(&mut args),
+        "configure" => configure::run(&mut args),
+        "bench" => bench::run(&mut args),
         "validate" => validate::run(&mut args),
         "secrets" => secrets::run(&mut args),
         "schema" => schema_cmd::run(&mut args),

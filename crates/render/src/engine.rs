@@ -64,7 +64,7 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
             .cloudflare_tunnel
             .as_ref()
             .map(|t| t.tunnel_id.clone())
-            .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+            .ok_or_else(|| missing("Cloudflare tunnel credentials", TUNNEL_FILE))
     });
     let files = inputs.clone();
     env.add_function(
@@ -74,7 +74,7 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
                 .cloudflare_tunnel
                 .as_ref()
                 .map(|t| t.token())
-                .ok_or_else(|| missing("Cloudflare tunnel credentials", "cloudflare-tunnel.json"))
+                .ok_or_else(|| missing("Cloudflare tunnel credentials", TUNNEL_FILE))
         },
     );
     let files = inputs.clone();
@@ -101,13 +101,18 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
 }
 
 fn missing(what: &str, file: &str) -> Error {
+    let fix = if file == TUNNEL_FILE {
+        "create it with `cloudflared tunnel login` and then `cloudflared tunnel create --credentials-file cloudflare-tunnel.json kubernetes` next to cluster.yaml (`cargo xtask init` cannot create it)"
+    } else {
+        "run `cargo xtask init` to create it"
+    };
     Error::new(
         ErrorKind::InvalidOperation,
-        format!(
-            "the {what} ({file}) is needed by this template but was not found; run `cargo xtask init` to create it"
-        ),
+        format!("the {what} ({file}) is needed by this template but was not found; {fix}"),
     )
 }
+
+const TUNNEL_FILE: &str = "cloudflare-tunnel.json";
 
 /// `cidr | nthhost(n)`: the `n`th address of the network, or `false` when out of range or invalid
 /// (as cluster-template's plugin does).
@@ -133,9 +138,13 @@ fn basename(path: &str) -> String {
 /// `value | yaml`: a YAML flow scalar (or flow collection) that parses back to exactly `value`,
 /// whatever it contains — quotes, newlines, `#`, `: `, `{{`, `${`, unicode. Every user-supplied
 /// string in a template goes through this filter.
-fn yaml_scalar(value: Value) -> Result<String, Error> {
-    // JSON is a subset of YAML 1.2 flow syntax; a JSON string is a valid double-quoted scalar.
-    // serde_json escapes control characters and leaves everything else as is.
+///
+/// Strings become double-quoted scalars. Everything YAML does not allow raw inside double quotes
+/// is escaped: `"` and `\`, C0 controls, DEL, C1 controls, and the non-characters U+FFFE/U+FFFF.
+/// NEL, U+2028, U+2029 (line breaks to YAML 1.1 parsers such as go-yaml v2) and the BOM are
+/// escaped too, so every YAML parser reads the same string. Sequences and mappings become flow
+/// collections of the same, numbers and booleans their plain form, none `null`.
+pub fn yaml_scalar(value: Value) -> Result<String, Error> {
     if value.is_undefined() {
         return Err(Error::new(
             ErrorKind::UndefinedError,
@@ -144,18 +153,69 @@ fn yaml_scalar(value: Value) -> Result<String, Error> {
     }
     let json: serde_json::Value = serde_json::to_value(&value)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let mut out = serde_json::to_string(&json)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    // YAML forbids some characters that JSON allows raw: U+2028/U+2029 are line breaks in YAML
-    // 1.1 parsers, and NEL (U+0085) too. Escape them so every parser reads the same string.
-    if out.contains(['\u{2028}', '\u{2029}', '\u{85}', '\u{feff}']) {
-        out = out
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{2029}', "\\u2029")
-            .replace('\u{85}', "\\u0085")
-            .replace('\u{feff}', "\\ufeff");
-    }
+    let mut out = String::new();
+    write_yaml_flow(&json, &mut out);
     Ok(out)
+}
+
+fn write_yaml_flow(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value as J;
+    match value {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // JSON numbers (integers, `1.5`, `1e+30`) are YAML 1.2 core-schema numbers.
+        J::Number(n) => out.push_str(&n.to_string()),
+        J::String(s) => write_yaml_string(s, out),
+        J::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_flow(item, out);
+            }
+            out.push(']');
+        }
+        J::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_string(k, out);
+                out.push_str(": ");
+                write_yaml_flow(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A double-quoted YAML scalar holding exactly `s`.
+pub(crate) fn write_yaml_string(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `value | b64encode`: standard base64 of the UTF-8 bytes.
@@ -260,5 +320,129 @@ mod tests {
         );
         assert_eq!(yaml_scalar(Value::from(5)).unwrap(), "5");
         assert_eq!(indent_block("a\nb\n\nc", 2), "a\n  b\n\n  c");
+    }
+
+    fn parse(text: &str) -> Vec<serde_json::Value> {
+        let loaded = schema::yaml::load(
+            text,
+            std::path::Path::new("t.yaml"),
+            schema::yaml::Limits::MANIFESTS,
+        );
+        assert!(
+            loaded.diagnostics.is_empty(),
+            "does not parse: {text:?}: {:?}",
+            loaded.diagnostics
+        );
+        loaded.documents.iter().map(|d| d.to_json()).collect()
+    }
+
+    /// Strings no YAML scalar may hold raw, or that a plain scalar would misread.
+    const HOSTILE: &[&str] = &[
+        "",
+        " ",
+        "a: b",
+        "a #b",
+        "#",
+        "- x",
+        "? x",
+        "[a]",
+        "{a: b}",
+        "&a",
+        "*a",
+        "!tag",
+        "|",
+        ">",
+        "'",
+        "\"",
+        "\\",
+        "\\n",
+        "{{ .Values.x }}",
+        "${VAR}",
+        "${VAR/./-}",
+        "#{ x }#",
+        "#% if %#",
+        "true",
+        "no",
+        "null",
+        "~",
+        "0x1f",
+        "1e3",
+        "0777",
+        "1_000",
+        ".inf",
+        "---",
+        "...",
+        "%YAML 1.2",
+        "line1\nline2",
+        "\r\n",
+        "\t",
+        "trailing ",
+        " leading",
+        "\u{0}",
+        "\u{7}",
+        "\u{1b}[31m",
+        "\u{7f}",
+        "\u{85}",
+        "\u{9f}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{feff}",
+        "\u{fffe}",
+        "\u{ffff}",
+        "\u{10ffff}",
+        "émoji 🦀",
+        "ﬁ",
+        "ℌ",
+        "\u{202e}rtl",
+        "@x",
+        "`x`",
+        "%x",
+        "a,b",
+        "a]",
+        "a}",
+    ];
+
+    #[test]
+    fn yaml_filter_round_trips_hostile_strings_in_every_position() {
+        for s in HOSTILE {
+            let ctx = serde_json::json!({ "v": s, "l": [s, s], "m": { *s: s } });
+            let src = "k: #{ v | yaml }#\nlist:\n  - #{ v | yaml }#\n#{ v | yaml }#: 1\nflow: #{ l | yaml }#\nmap: #{ m | yaml }#\n";
+            let out = render(src, ctx).unwrap();
+            let docs = parse(&out);
+            let doc = &docs[0];
+            assert_eq!(doc["k"], serde_json::json!(s), "{out}");
+            assert_eq!(doc["list"][0], serde_json::json!(s), "{out}");
+            assert_eq!(doc[*s], serde_json::json!(1), "{out}");
+            assert_eq!(doc["flow"], serde_json::json!([s, s]), "{out}");
+            assert_eq!(doc["map"][*s], serde_json::json!(s), "{out}");
+        }
+    }
+
+    #[test]
+    fn yaml_filter_keeps_other_types() {
+        let ctx =
+            serde_json::json!({"i": 42, "f": 1.5, "b": false, "n": null, "big": 4294967295u64});
+        let out = render(
+            "[#{ i | yaml }#, #{ f | yaml }#, #{ b | yaml }#, #{ n | yaml }#, #{ big | yaml }#]",
+            ctx,
+        )
+        .unwrap();
+        assert_eq!(out, "[42, 1.5, false, null, 4294967295]");
+        assert_eq!(
+            parse(&out)[0],
+            serde_json::json!([42, 1.5, false, null, 4294967295u64])
+        );
+        assert!(render("#{ nope | yaml }#", serde_json::json!({})).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn yaml_quote_round_trips_any_string(s in "\\PC*|.*|[\\x00-\\x{ff}]*|[#:{}$ '\"\\\\\n-]*") {
+            let out = render("k: #{ v | yaml }#\n", serde_json::json!({ "v": s })).unwrap();
+            let docs = parse(&out);
+            proptest::prop_assert_eq!(&docs[0]["k"], &serde_json::json!(s));
+        }
     }
 }

@@ -23,6 +23,9 @@ pub struct Output {
     pub contents: Vec<u8>,
     /// The template it came from, relative to the repository (`templates/config/…`).
     pub source: PathBuf,
+    /// Whether the template is executable; the output then is too (mode 0755, else 0644), as
+    /// makejinja copies the template's mode.
+    pub executable: bool,
 }
 
 /// Everything one render produced, keyed by output path relative to the output root, with `/`
@@ -40,6 +43,8 @@ struct Source {
     abs: PathBuf,
     /// Path shown to users: `<templates root name>/<input dir>/<rel>`.
     shown: PathBuf,
+    /// Index of its input folder in [`INPUT_DIRS`]: lower wins.
+    priority: usize,
 }
 
 /// Renders every template under `templates_root` with `context`. All template errors are
@@ -49,6 +54,58 @@ pub fn render_templates(
     context: &serde_json::Value,
     inputs: &Inputs,
 ) -> Result<Rendered, Vec<Diagnostic>> {
+    render_selected(templates_root, context, inputs, |_| true)
+}
+
+/// Renders only the template that produces `output` (e.g. `.sops.yaml`), with every other
+/// template available for `include`. `Ok(None)` when no template produces it or it rendered to
+/// whitespace only.
+pub fn render_template(
+    templates_root: &Path,
+    output: &str,
+    context: &serde_json::Value,
+    inputs: &Inputs,
+) -> Result<Option<Output>, Vec<Diagnostic>> {
+    let mut rendered = render_selected(templates_root, context, inputs, |target| target == output)?;
+    Ok(rendered.files.remove(output))
+}
+
+/// Talos patch templates per patch directory, for the `talos_patches(dir)` function: every
+/// `talos/patches/<dir>/*.yaml.j2` under `overrides/` and `config/`, as paths relative to `talos/`
+/// (`patches/global/machine-network.yaml.j2`, so `| basename` gives the output name), sorted.
+pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for dir in INPUT_DIRS {
+        let base = templates_root.join(dir).join("talos/patches");
+        let Ok(groups) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for group in groups.flatten() {
+            let Ok(files) = std::fs::read_dir(group.path()) else {
+                continue;
+            };
+            let name = group.file_name().to_string_lossy().into_owned();
+            for file in files.flatten() {
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                if file_name.ends_with(".yaml.j2") && !is_partial(&file_name) {
+                    out.entry(name.clone())
+                        .or_default()
+                        .insert(format!("patches/{name}/{file_name}"));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
+fn render_selected(
+    templates_root: &Path,
+    context: &serde_json::Value,
+    inputs: &Inputs,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Rendered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let shown_root = templates_root
         .file_name()
@@ -56,7 +113,7 @@ pub fn render_templates(
         .unwrap_or_else(|| PathBuf::from("templates"));
     // Highest priority first; the first occurrence of a relative path wins.
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    for dir in INPUT_DIRS {
+    for (priority, dir) in INPUT_DIRS.into_iter().enumerate() {
         let base = templates_root.join(dir);
         let mut files = Vec::new();
         if let Err(err) = list_files(&base, &base, &mut files) {
@@ -71,15 +128,52 @@ pub fn render_templates(
             sources.entry(rel.clone()).or_insert_with(|| Source {
                 abs: base.join(&rel),
                 shown: shown_root.join(dir).join(&rel),
+                priority,
                 rel,
             });
         }
     }
 
+    // The first input folder producing an output path wins (makejinja walks `overrides/` first,
+    // each folder sorted, so `x.yaml` beats `x.yaml.j2` in the same folder).
+    let mut producer: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for src in sources.values() {
+        if is_partial(&src.rel) {
+            continue;
+        }
+        let candidate = (src.priority, src.rel.as_str());
+        producer
+            .entry(target_path(&src.rel))
+            .and_modify(|best| *best = (*best).min(candidate))
+            .or_insert(candidate);
+    }
+    let produces = |src: &Source| {
+        !is_partial(&src.rel)
+            && producer.get(target_path(&src.rel)) == Some(&(src.priority, src.rel.as_str()))
+    };
+
     let mut env = engine::environment(inputs);
     let mut texts: Vec<(&Source, String)> = Vec::new();
-    let mut copies: Vec<(&Source, Vec<u8>)> = Vec::new();
+    let mut copies: Vec<(&Source, Vec<u8>, bool)> = Vec::new();
     for src in sources.values() {
+        let target = target_path(&src.rel);
+        if crate::output::is_reserved(target) {
+            diags.push(
+                Diagnostic::error(
+                    "render::reserved_name",
+                    "",
+                    format!("`{target}` is a name the output stage reserves for itself"),
+                )
+                .at(Some(Location::new(&src.shown, 1, 1, 1)))
+                .with_help("rename the template"),
+            );
+            continue;
+        }
+        // Included templates must be loaded even when only one output is wanted.
+        let needed = src.rel.ends_with(".j2") || (produces(src) && wanted(target));
+        if !needed {
+            continue;
+        }
         match std::fs::read(&src.abs) {
             Ok(bytes) if src.rel.ends_with(".j2") => match String::from_utf8(bytes) {
                 Ok(text) => texts.push((src, text)),
@@ -88,7 +182,7 @@ pub fn render_templates(
                         .at(Some(Location::new(&src.shown, 1, 1, 1))),
                 ),
             },
-            Ok(bytes) => copies.push((src, bytes)),
+            Ok(bytes) => copies.push((src, bytes, is_executable(&src.abs))),
             Err(err) => diags.push(Diagnostic::error(
                 "render::read",
                 "",
@@ -108,31 +202,33 @@ pub fn render_templates(
     let ctx = Value::from(minijinja::value::Serde(context));
     let mut out = Rendered::default();
     for (src, _) in &texts {
-        if is_partial(&src.rel) {
+        let target = target_path(&src.rel);
+        if !produces(src) || !wanted(target) {
             continue;
         }
-        let target = src.rel.strip_suffix(".j2").unwrap_or(&src.rel).to_owned();
         let rendered = env.get_template(&src.rel).and_then(|t| t.render(&ctx));
         match rendered {
-            Ok(text) if text.trim().is_empty() => out.skipped.push(target),
+            Ok(text) if text.trim().is_empty() => out.skipped.push(target.to_owned()),
             Ok(text) => {
                 out.files.insert(
-                    target,
+                    target.to_owned(),
                     Output {
                         contents: text.into_bytes(),
                         source: src.shown.clone(),
+                        executable: is_executable(&src.abs),
                     },
                 );
             }
             Err(err) => diags.push(template_error(&err, src)),
         }
     }
-    for (src, bytes) in copies {
+    for (src, bytes, executable) in copies {
         out.files.insert(
             src.rel.clone(),
             Output {
                 contents: bytes,
                 source: src.shown.clone(),
+                executable,
             },
         );
     }
@@ -141,6 +237,22 @@ pub fn render_templates(
     } else {
         Err(diags)
     }
+}
+
+/// The output path of a template: its path minus one trailing `.j2`.
+fn target_path(rel: &str) -> &str {
+    rel.strip_suffix(".j2").unwrap_or(rel)
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &Path) -> bool {
+    false
 }
 
 fn is_partial(rel: &str) -> bool {
@@ -200,4 +312,196 @@ fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A templates root with the given files (`config/…`, `overrides/…`).
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let abs = dir.path().join(path);
+            std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            std::fs::write(abs, text).unwrap();
+        }
+        dir
+    }
+
+    fn render(files: &[(&str, &str)]) -> Result<Rendered, Vec<Diagnostic>> {
+        let dir = tree(files);
+        render_templates(
+            dir.path(),
+            &serde_json::json!({"on": false, "name": "x"}),
+            &Inputs::default(),
+        )
+    }
+
+    fn text(r: &Rendered, path: &str) -> String {
+        String::from_utf8(r.files[path].contents.clone()).unwrap()
+    }
+
+    #[test]
+    fn overrides_shadow_config_per_path_and_for_includes() {
+        let r = render(&[
+            (
+                "config/a.yaml.j2",
+                "a: #{ name }#\n#% include 'part.partial.yaml.j2' %#",
+            ),
+            ("config/part.partial.yaml.j2", "part: config\n"),
+            ("overrides/part.partial.yaml.j2", "part: override\n"),
+            ("config/b.yaml.j2", "b: config\n"),
+            ("overrides/b.yaml.j2", "b: override\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, "a.yaml"), "a: x\npart: override\n");
+        assert_eq!(text(&r, "b.yaml"), "b: override\n");
+        assert!(r.files["b.yaml"].source.ends_with("overrides/b.yaml.j2"));
+        // Partials are never outputs.
+        assert_eq!(r.files.keys().collect::<Vec<_>>(), ["a.yaml", "b.yaml"]);
+    }
+
+    #[test]
+    fn suffix_copies_dotfiles_and_feature_toggles() {
+        let r = render(&[
+            ("config/.sops.yaml.j2", "rules: #{ name }#\n"),
+            (
+                "config/dir/plain.txt",
+                "{{ .Values }} ${VAR} #{ untouched }#\n",
+            ),
+            ("config/x.yaml.j2.j2", "x: 1\n"),
+            ("config/off.yaml.j2", "#% if on %#\noff: 1\n#% endif %#\n"),
+            ("config/blank.yaml.j2", "  \n\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, ".sops.yaml"), "rules: x\n");
+        // Non-.j2 files are copied byte for byte, delimiters and all.
+        assert_eq!(
+            text(&r, "dir/plain.txt"),
+            "{{ .Values }} ${VAR} #{ untouched }#\n"
+        );
+        // Only the last `.j2` is stripped.
+        assert!(r.files.contains_key("x.yaml.j2"));
+        assert!(!r.files.contains_key("off.yaml") && !r.files.contains_key("blank.yaml"));
+        let mut skipped = r.skipped.clone();
+        skipped.sort();
+        assert_eq!(skipped, ["blank.yaml", "off.yaml"]);
+    }
+
+    #[test]
+    fn first_producer_of_an_output_path_wins() {
+        let r = render(&[
+            ("config/a.yaml", "copied\n"),
+            ("config/a.yaml.j2", "rendered\n"),
+            ("config/b.yaml.j2", "config template\n"),
+            ("overrides/b.yaml", "override copy\n"),
+        ])
+        .unwrap();
+        assert_eq!(text(&r, "a.yaml"), "copied\n");
+        assert_eq!(text(&r, "b.yaml"), "override copy\n");
+    }
+
+    #[test]
+    fn errors_are_reported_together_and_nothing_is_returned() {
+        let errs = render(&[
+            ("config/a.yaml.j2", "a: #{ missing }#\n"),
+            ("config/b.yaml.j2", "b: #% if %#\n"),
+            ("config/c.yaml.j2", "c: fine\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            errs.len(),
+            1,
+            "syntax errors stop before rendering: {errs:?}"
+        );
+        assert!(
+            errs[0]
+                .location
+                .as_ref()
+                .unwrap()
+                .file
+                .ends_with("config/b.yaml.j2")
+        );
+        let errs = render(&[
+            ("config/a.yaml.j2", "a: #{ missing }#\n"),
+            ("config/b.yaml.j2", "b: #{ also_missing }#\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|d| d.code == "render::template"));
+    }
+
+    #[test]
+    fn reserved_output_names_are_refused() {
+        let errs = render(&[("config/.render-manifest.json.j2", "{}\n")]).unwrap_err();
+        assert_eq!(errs[0].code, "render::reserved_name");
+        let errs = render(&[("config/x/.a.render-tmp", "")]).unwrap_err();
+        assert_eq!(errs[0].code, "render::reserved_name");
+    }
+
+    #[test]
+    fn one_template_with_includes() {
+        let dir = tree(&[
+            ("config/.sops.yaml.j2", "#% include 'k.partial.yaml.j2' %#"),
+            ("config/k.partial.yaml.j2", "key: #{ age_key('public') }#\n"),
+            // Would fail (undefined), but is not rendered.
+            ("config/other.yaml.j2", "#{ nope }#"),
+        ]);
+        let inputs = Inputs {
+            age_public_key: Some("age1x".into()),
+            ..Inputs::default()
+        };
+        let out = render_template(dir.path(), ".sops.yaml", &serde_json::json!({}), &inputs)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.contents, b"key: age1x\n");
+        assert!(
+            render_template(dir.path(), "absent", &serde_json::json!({}), &inputs)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn talos_patch_lists() {
+        let dir = tree(&[
+            ("config/talos/patches/global/b.yaml.j2", ""),
+            ("config/talos/patches/global/a.yaml.j2", ""),
+            ("overrides/talos/patches/global/c.yaml.j2", ""),
+            ("config/talos/patches/controller/x.yaml.j2", ""),
+            ("config/talos/patches/controller/notes.md", ""),
+        ]);
+        let p = talos_patches(dir.path());
+        assert_eq!(
+            p["global"],
+            [
+                "patches/global/a.yaml.j2",
+                "patches/global/b.yaml.j2",
+                "patches/global/c.yaml.j2"
+            ]
+        );
+        assert_eq!(p["controller"], ["patches/controller/x.yaml.j2"]);
+        assert!(!p.contains_key("worker"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn executable_templates_give_executable_outputs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tree(&[
+            ("config/run.sh.j2", "echo #{ name }#\n"),
+            ("config/a.txt", "a"),
+        ]);
+        let script = dir.path().join("config/run.sh.j2");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = render_templates(
+            dir.path(),
+            &serde_json::json!({"name": "x"}),
+            &Inputs::default(),
+        )
+        .unwrap();
+        assert!(r.files["run.sh"].executable);
+        assert!(!r.files["a.txt"].executable);
+    }
 }

@@ -19,12 +19,23 @@ pub fn repo_root() -> PathBuf {
 /// and tunnel credentials.
 pub fn fake_inputs() -> Inputs {
     Inputs {
-        age_public_key: Some("age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".to_owned()),
-        age_private_key: Some("AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSFAKE0".to_owned()),
-        cloudflare_tunnel: Some(CloudflareTunnel { account_tag: "fake".into(), tunnel_id: "fake".into(), tunnel_secret: "fake".into() }),
-        deploy_key: Some("-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----".to_owned()),
+        age_public_key: Some(
+            "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".to_owned(),
+        ),
+        age_private_key: Some(
+            "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSFAKE0".to_owned(),
+        ),
+        cloudflare_tunnel: Some(CloudflareTunnel {
+            account_tag: "fake".into(),
+            tunnel_id: "fake".into(),
+            tunnel_secret: "fake".into(),
+        }),
+        deploy_key: Some(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----"
+                .to_owned(),
+        ),
         push_token: Some("fake-push-token".to_owned()),
-        talos_patches: Default::default(),
+        talos_patches: render::talos_patches(&repo_root().join("templates")),
     }
 }
 
@@ -34,17 +45,29 @@ pub fn render_files(cluster: &str, nodes: &str) -> Rendered {
     let root = repo_root();
     let out = schema::load(&root.join(cluster), &root.join(nodes));
     let Some(config) = out.config else {
-        panic!("{cluster} is invalid:\n{}", out.diagnostics.iter().map(|d| d.render(None)).collect::<String>());
+        panic!(
+            "{cluster} is invalid:\n{}",
+            out.diagnostics
+                .iter()
+                .map(|d| d.render(None))
+                .collect::<String>()
+        );
     };
     match render::render_templates(&root.join("templates"), &config.context(), &fake_inputs()) {
         Ok(r) => r,
-        Err(diags) => panic!("rendering {cluster} failed:\n{}", diags.iter().map(|d| d.render(None)).collect::<String>()),
+        Err(diags) => panic!(
+            "rendering {cluster} failed:\n{}",
+            diags.iter().map(|d| d.render(None)).collect::<String>()
+        ),
     }
 }
 
 /// `public` / `private` with `.github/tests/nodes.yaml`.
 pub fn render_test_config(name: &str) -> Rendered {
-    render_files(&format!(".github/tests/{name}.yaml"), ".github/tests/nodes.yaml")
+    render_files(
+        &format!(".github/tests/{name}.yaml"),
+        ".github/tests/nodes.yaml",
+    )
 }
 
 /// The whole tree as one text: `=== path ===` then the contents, sorted by path.
@@ -62,10 +85,21 @@ pub fn tree_text(r: &Rendered) -> String {
 
 /// Every YAML document of a rendered file, as JSON; panics with the file name on a parse error.
 pub fn documents(r: &Rendered, path: &str) -> Vec<serde_json::Value> {
-    let file = r.files.get(path).unwrap_or_else(|| panic!("{path} was not rendered"));
+    let file = r
+        .files
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} was not rendered"));
     let text = String::from_utf8(file.contents.clone()).unwrap();
     let loaded = schema::yaml::load(&text, Path::new(path), schema::yaml::Limits::MANIFESTS);
-    assert!(loaded.diagnostics.is_empty(), "{path} does not parse:\n{}", loaded.diagnostics.iter().map(|d| d.render(Some(&text))).collect::<String>());
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{path} does not parse:\n{}",
+        loaded
+            .diagnostics
+            .iter()
+            .map(|d| d.render(Some(&text)))
+            .collect::<String>()
+    );
     loaded.documents.iter().map(|d| d.to_json()).collect()
 }
 

@@ -1,0 +1,403 @@
+//! `cargo xtask bench`: how long configure takes, step by step, as the configuration grows.
+//!
+//! Generates configurations with N Azure deployments × 5 models and N/5 MCP servers (the
+//! largest default: 1,000 × 5 and 200), writes them to a temporary directory with a throwaway age
+//! key, and times each configure step with `Instant`: a first run into an empty directory, then
+//! a second run over the result (nothing changes, nothing is written). Best of `--runs`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lexopt::ValueExt;
+
+use crate::configure::{self, crypto};
+use crate::util;
+
+pub const HELP: &str = "\
+cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR | --no-schemas]
+
+Times configure (validate, render, encrypt, write, and a second no-change run) on generated
+configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
+Prints one table row per size; growth should be linear.
+
+Options:
+  --sizes N,N,…   deployment counts (default: 125,250,500,1000)
+  --runs R        repetitions per size, the fastest is shown (default: 3)
+  --schemas DIR   schema set for the verify step (default: $CLUSTER_SCHEMAS_DIR, else
+                  ../shared/schemas next to the repository if present, else no schema checks)
+  --no-schemas    verify without a schema set (graph and cross-resource checks only)
+";
+
+pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
+    let mut sizes = vec![125, 250, 500, 1000];
+    let mut runs = 3usize;
+    let mut schemas_dir: Option<PathBuf> = None;
+    let mut no_schemas = false;
+    while let Some(arg) = args.next()? {
+        match arg {
+            lexopt::Arg::Long("sizes") => {
+                sizes = args
+                    .value()?
+                    .string()?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
+                    .collect::<Result<_>>()?;
+            }
+            lexopt::Arg::Long("runs") => runs = args.value()?.parse()?,
+            lexopt::Arg::Long("schemas") => schemas_dir = Some(args.value()?.into()),
+            lexopt::Arg::Long("no-schemas") => no_schemas = true,
+            lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(util::unexpected(&other, HELP)),
+        }
+    }
+    if runs == 0 || sizes.is_empty() {
+        bail!("nothing to run");
+    }
+    let root = util::project_root();
+    let templates = root.join("templates");
+    let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let schemas = if no_schemas {
+        verify::SchemaSet::empty()
+    } else {
+        load_schemas(&root, schemas_dir)?
+    };
+    let result = bench_all(&root, &templates, &scratch, &sizes, runs, &schemas);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let table = result?;
+    print!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Times of one configure run.
+#[derive(Clone, Default)]
+struct Times {
+    validate: Duration,
+    /// Building the template context from the model (and reading the key files).
+    context: Duration,
+    render: Duration,
+    encrypt: Duration,
+    write: Duration,
+    /// The verify step on the written tree.
+    verify: Duration,
+    /// Errors verify reported (the generated configurations should have none).
+    findings: usize,
+    total: Duration,
+    /// The secret that took longest to seal: time, path, plaintext size.
+    slowest_secret: (Duration, String, usize),
+    /// A second run over the written tree (validate + render + encrypt + compare; writes nothing).
+    rerun: Duration,
+}
+
+impl Times {
+    fn min(self, o: Times) -> Times {
+        Times {
+            validate: self.validate.min(o.validate),
+            context: self.context.min(o.context),
+            render: self.render.min(o.render),
+            encrypt: self.encrypt.min(o.encrypt),
+            write: self.write.min(o.write),
+            verify: self.verify.min(o.verify),
+            findings: self.findings.max(o.findings),
+            total: self.total.min(o.total),
+            rerun: self.rerun.min(o.rerun),
+            slowest_secret: self.slowest_secret.max(o.slowest_secret),
+        }
+    }
+}
+
+fn bench_all(
+    root: &Path,
+    templates: &Path,
+    scratch: &Path,
+    sizes: &[usize],
+    runs: usize,
+    schemas: &verify::SchemaSet,
+) -> Result<String> {
+    let profile = if cfg!(debug_assertions) {
+        "dev (the `cargo xtask` profile)"
+    } else {
+        "release"
+    };
+    let mut out = String::new();
+    writeln!(
+        out,
+        "configure on generated configurations; {profile} build; best of {runs}; times in ms; {}",
+        if schemas.is_empty() {
+            "no schema set (verify runs its graph and cross-resource checks only)".to_owned()
+        } else {
+            format!("verify with {} schemas", schemas.len())
+        }
+    )?;
+    writeln!(
+        out,
+        "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "deployments",
+        "mcp",
+        "files",
+        "secrets",
+        "validate",
+        "context",
+        "render",
+        "encrypt",
+        "write",
+        "verify",
+        "total",
+        "rerun"
+    )?;
+    let keys = scratch.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    configure::write_throwaway_keys(&keys)?;
+    let mut slowest = Vec::new();
+    let mut findings: Vec<String> = Vec::new();
+    // The bundled example first, then the generated sizes.
+    let mut cases: Vec<(String, String, String, String)> = vec![(
+        "public.yaml".to_owned(),
+        "".to_owned(),
+        std::fs::read_to_string(root.join(".github/tests/public.yaml"))?,
+        std::fs::read_to_string(root.join(".github/tests/nodes.yaml"))?,
+    )];
+    for &n in sizes {
+        let (cluster, nodes) = generate(root, n, n / 5)?;
+        cases.push((n.to_string(), (n / 5).to_string(), cluster, nodes));
+    }
+    for (i, (label, mcp, cluster, nodes)) in cases.into_iter().enumerate() {
+        let dir = scratch.join(format!("case{i}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("cluster.yaml"), cluster)?;
+        std::fs::write(dir.join("nodes.yaml"), nodes)?;
+        let mut best: Option<Times> = None;
+        let mut shape = (0, 0);
+        for run in 0..runs {
+            let out_dir = dir.join(format!("out{run}"));
+            let (times, files, secrets) = once(&dir, &keys, templates, &out_dir, schemas)?;
+            shape = (files, secrets);
+            best = Some(match best {
+                Some(b) => b.min(times),
+                None => times,
+            });
+            let _ = std::fs::remove_dir_all(&out_dir);
+        }
+        let t = best.unwrap_or_default();
+        slowest.push((label.clone(), t.slowest_secret.clone()));
+        if t.findings > 0 {
+            findings.push(format!("{label} ({} errors)", t.findings));
+        }
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+        writeln!(
+            out,
+            "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            label,
+            mcp,
+            shape.0,
+            shape.1,
+            ms(t.validate),
+            ms(t.context),
+            ms(t.render),
+            ms(t.encrypt),
+            ms(t.write),
+            ms(t.verify),
+            ms(t.total),
+            ms(t.rerun)
+        )?;
+    }
+    writeln!(out, "slowest secret to encrypt (first run):")?;
+    for (n, (time, path, size)) in slowest {
+        writeln!(
+            out,
+            "{n:>11}  {:.1} ms  {path} ({size} bytes of plaintext)",
+            time.as_secs_f64() * 1000.0
+        )?;
+    }
+    if !findings.is_empty() {
+        writeln!(
+            out,
+            "note: verify reported errors for: {}",
+            findings.join(", ")
+        )?;
+    }
+    Ok(out)
+}
+
+/// Times every seal, keeping the slowest.
+struct Timed {
+    inner: Box<dyn render::Sealer>,
+    slowest: std::sync::Mutex<(Duration, String, usize)>,
+}
+
+impl render::Sealer for Timed {
+    fn seal(
+        &self,
+        path: &str,
+        plaintext: &[u8],
+        previous: Option<&[u8]>,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let t = Instant::now();
+        let sealed = self.inner.seal(path, plaintext, previous);
+        let elapsed = t.elapsed();
+        if let Ok(mut slowest) = self.slowest.lock()
+            && elapsed > slowest.0
+        {
+            *slowest = (elapsed, path.to_owned(), plaintext.len());
+        }
+        sealed
+    }
+}
+
+fn once(
+    dir: &Path,
+    keys: &Path,
+    templates: &Path,
+    out: &Path,
+    schemas: &verify::SchemaSet,
+) -> Result<(Times, usize, usize)> {
+    let mut times = Times::default();
+    let started = Instant::now();
+    let (plan, files, secrets) = pipeline(dir, keys, templates, out, Some(&mut times))?;
+    let t = Instant::now();
+    render::apply(&plan, &render::ApplyOptions { crash_after: None })
+        .map_err(|e| anyhow::anyhow!("write failed: {e:?}"))?;
+    times.write = t.elapsed();
+    let t = Instant::now();
+    let report = verify::verify(out, schemas, &verify::VerifyConfig::cluster_template());
+    times.verify = t.elapsed();
+    times.findings = report.errors();
+    times.total = started.elapsed();
+
+    let t = Instant::now();
+    let (plan, _, _) = pipeline(dir, keys, templates, out, None)?;
+    times.rerun = t.elapsed();
+    if !plan.is_noop() {
+        bail!("the second run would change files: configure is not idempotent here");
+    }
+    Ok((times, files, secrets))
+}
+
+/// validate → render → encrypt/plan, timing each step into `times`.
+fn pipeline(
+    dir: &Path,
+    keys: &Path,
+    templates: &Path,
+    out: &Path,
+    mut times: Option<&mut Times>,
+) -> Result<(render::Plan, usize, usize)> {
+    let mut lap = |slot: fn(&mut Times) -> &mut Duration, t: Instant| {
+        if let Some(times) = times.as_deref_mut() {
+            *slot(times) = t.elapsed();
+        }
+    };
+    let t = Instant::now();
+    let outcome = schema::load(&dir.join("cluster.yaml"), &dir.join("nodes.yaml"));
+    let Some(config) = outcome.config else {
+        let text: String = outcome.diagnostics.iter().map(|d| d.render(None)).collect();
+        bail!("the generated configuration is invalid:\n{text}");
+    };
+    lap(|t| &mut t.validate, t);
+
+    let t = Instant::now();
+    let inputs = configure::load_inputs(keys, templates).map_err(|d| anyhow::anyhow!("{:?}", d))?;
+    let context = config.context();
+    lap(|t| &mut t.context, t);
+    let t = Instant::now();
+    let rendered = render::render_templates(templates, &context, &inputs).map_err(|diags| {
+        anyhow::anyhow!(
+            "{}",
+            diags.iter().map(|d| d.render(None)).collect::<String>()
+        )
+    })?;
+    lap(|t| &mut t.render, t);
+    let files = rendered.files.len();
+    let secrets = rendered
+        .files
+        .keys()
+        .filter(|p| render::is_secret(p))
+        .count();
+
+    let t = Instant::now();
+    let sealer = Timed {
+        inner: crypto::sealer(
+            rendered
+                .files
+                .get(".sops.yaml")
+                .map(|o| o.contents.as_slice()),
+            &keys.join(render::AGE_KEY_FILE),
+        )?,
+        slowest: std::sync::Mutex::new((Duration::ZERO, String::new(), 0)),
+    };
+    let plan = render::plan(
+        out,
+        rendered,
+        &sealer,
+        &render::PlanOptions { force: false },
+    )
+    .map_err(|diags| {
+        anyhow::anyhow!(
+            "{}",
+            diags.iter().map(|d| d.render(None)).collect::<String>()
+        )
+    })?;
+    lap(|t| &mut t.encrypt, t);
+    if let (Some(times), Ok(slowest)) = (times, sealer.slowest.lock()) {
+        times.slowest_secret = slowest.clone();
+    }
+    Ok((plan, files, secrets))
+}
+
+/// `.github/tests/public.yaml` with `deployments` Azure deployments × 5 models (each model
+/// served by 5 deployments, so every route has a failover chain) and `mcp` MCP servers.
+fn generate(root: &Path, deployments: usize, mcp: usize) -> Result<(String, String)> {
+    let public = std::fs::read_to_string(root.join(".github/tests/public.yaml"))
+        .context("cannot read .github/tests/public.yaml")?;
+    let nodes = std::fs::read_to_string(root.join(".github/tests/nodes.yaml"))
+        .context("cannot read .github/tests/nodes.yaml")?;
+    // Keep every line before the AI Gateway lists; they are replaced.
+    let mut cluster = String::new();
+    for line in public.lines() {
+        if line.starts_with("ai_gateway_azure_deployments:") {
+            break;
+        }
+        cluster.push_str(line);
+        cluster.push('\n');
+    }
+    let model_groups = deployments.div_ceil(5).max(1);
+    cluster.push_str("ai_gateway_azure_deployments:\n");
+    for i in 0..deployments {
+        let _ = writeln!(
+            cluster,
+            "  - name: \"d{i:04}\"\n    host: \"d{i:04}.openai.azure.com\"\n    api_key: \"bench-key-{i:04}-0123456789abcdef\"\n    models: [{}]",
+            (0..5)
+                .map(|j| format!("\"m{:04}-{j}\"", i % model_groups))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    cluster.push_str("ai_gateway_ratelimit_enabled: true\nai_gateway_mcp_enabled: true\nai_gateway_mcp_servers:\n");
+    for i in 0..mcp {
+        let _ = writeln!(
+            cluster,
+            "  - name: \"mcp{i:03}\"\n    host: \"mcp{i:03}.example.com\"\n    path: \"/mcp\"\n    api_key: \"bench-token-{i:03}\"\n    tool_filter: [\".*\"]"
+        );
+    }
+    if mcp == 0 {
+        cluster.push_str("  []\n");
+    }
+    Ok((cluster, nodes))
+}
+
+/// `--schemas DIR`, else `$CLUSTER_SCHEMAS_DIR`, else `../shared/schemas` beside the repository,
+/// else no schema set.
+fn load_schemas(root: &Path, dir: Option<PathBuf>) -> Result<verify::SchemaSet> {
+    let dir = dir
+        .or_else(|| std::env::var_os("CLUSTER_SCHEMAS_DIR").map(PathBuf::from))
+        .or_else(|| Some(root.join("../shared/schemas")).filter(|d| d.is_dir()));
+    match dir {
+        Some(d) => verify::SchemaSet::load(&d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display())),
+        None => Ok(verify::SchemaSet::empty()),
+    }
+}
