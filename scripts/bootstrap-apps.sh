@@ -41,8 +41,11 @@ wait_for_nodes() {
 apply_namespaces() {
     local dir ns
     for dir in kubernetes/apps/*/; do
-        ns="$(basename "${dir}")"
-        [[ -f "${dir}namespace.yaml" ]] || continue
+        [[ -f "${dir}namespace.yaml" && -f "${dir}kustomization.yaml" ]] || continue
+        # The namespace is the one the directory's kustomization sets, which is not always the
+        # directory's name (kubernetes/apps/ai-gateway holds envoy-ai-gateway-system).
+        ns="$(awk '/^namespace:/ { gsub(/["\047]/, "", $2); print $2; exit }' "${dir}kustomization.yaml")"
+        [[ -n "${ns}" ]] || ns="$(basename "${dir}")"
         if kubectl get namespace "${ns}" >/dev/null 2>&1; then
             continue
         fi

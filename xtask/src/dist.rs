@@ -49,6 +49,7 @@ const INCLUDE: &[&str] = &[
     "e2e/",
     "nodes.sample.yaml",
     "rust-toolchain.toml",
+    "scripts/",
     "templates/",
     "xtask/",
 ];
@@ -415,6 +416,7 @@ mod tests {
             "docs/configuration.md",
             "xtask/src/main.rs",
             "crates/schema/src/lib.rs",
+            "scripts/bootstrap-apps.sh",
         ] {
             assert!(
                 a.files.iter().any(|f| f == required),
