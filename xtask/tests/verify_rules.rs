@@ -1,0 +1,1291 @@
+//! Issue 5: "For each cross-resource rule, a test mutates a correct rendered tree to break it and
+//! sees the rule fire" — on the REAL rendered tree, not a hand-made fixture.
+//!
+//! The public example (`.github/tests/public.yaml`, every feature on) is rendered once by the real
+//! binary (`xtask configure --example --out DIR --no-verify`, throwaway age key), and
+//! `verify::verify` with the pinned schema set of `../shared/schemas` must report no error on it.
+//! Then every case of the table below copies that tree, breaks one thing the way a person or a
+//! template change would (editing the YAML text of the rendered files, or re-encrypting a
+//! `*.sops.yaml` file with other contents), runs verify, and checks that:
+//! - the rule's code fires, at the expected file and field path where the case says so;
+//! - no other error fires, except the ones listed in the case (each follows from the mutation,
+//!   the comment says why);
+//! - a mutation that no longer applies (the template changed) fails the case, it is never
+//!   silently skipped.
+//!
+//! `every_verify_rule_has_a_case` reads the rule codes from `crates/verify/src` and
+//! `docs/verify.md` and fails when a rule has no case here (or a case names no rule).
+//!
+//! Without `../shared/schemas` (`$CLUSTER_SHARED_DIR`) the test is skipped with a message, or
+//! fails when `REQUIRE_ORACLES=1`.
+
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{Scratch, copy_dir, ok, repo, shared_dir, skip_or_fail};
+use schema::Diagnostic;
+use verify::{Report, SchemaSet, VerifyConfig};
+
+const AI: &str = "kubernetes/apps/ai-gateway";
+const BACKENDS: &str = "kubernetes/apps/ai-gateway/backends/azure-openai/app/backend.yaml";
+const BACKENDS_SECRET: &str =
+    "kubernetes/apps/ai-gateway/backends/azure-openai/app/secret.sops.yaml";
+const ROUTE: &str = "kubernetes/apps/ai-gateway/routes/app/aigatewayroute.yaml";
+const HTTPROUTE: &str = "kubernetes/apps/ai-gateway/routes/app/httproute.yaml";
+const RATELIMIT: &str = "kubernetes/apps/ai-gateway/routes/app/ratelimit-policy.yaml";
+const ROUTES_KUST: &str = "kubernetes/apps/ai-gateway/routes/app/kustomization.yaml";
+const ROUTES_KS: &str = "kubernetes/apps/ai-gateway/routes/ks.yaml";
+const MCP: &str = "kubernetes/apps/ai-gateway/mcp/app/mcproute.yaml";
+const MCP_BACKEND: &str = "kubernetes/apps/ai-gateway/mcp/app/backend.yaml";
+const MCP_SECRET: &str = "kubernetes/apps/ai-gateway/mcp/app/secret.sops.yaml";
+const REDIS_KUST: &str = "kubernetes/apps/ai-gateway/redis/app/kustomization.yaml";
+const REDIS_DEPLOY: &str = "kubernetes/apps/ai-gateway/redis/app/deployment.yaml";
+const AIGW_HR: &str = "kubernetes/apps/ai-gateway/controller/app/helmrelease.yaml";
+const AIGW_OCI: &str = "kubernetes/apps/ai-gateway/controller/app/ocirepository.yaml";
+const CRDS_KS: &str = "kubernetes/apps/ai-gateway/crds/ks.yaml";
+const EG_HR: &str = "kubernetes/apps/network/envoy-gateway/app/helmrelease.yaml";
+const EG_OCI: &str = "kubernetes/apps/network/envoy-gateway/app/ocirepository.yaml";
+const ECHO_KS: &str = "kubernetes/apps/default/echo/ks.yaml";
+const ECHO_HR: &str = "kubernetes/apps/default/echo/app/helmrelease.yaml";
+
+// ---- a mutable copy of the rendered tree ----------------------------------------------------
+
+type Edit = Result<(), String>;
+
+/// A further check of the findings of a case's rule.
+type Check = fn(&[&Diagnostic]) -> Result<(), String>;
+
+/// A copy of the rendered example, edited as text.
+struct Tree {
+    dir: Scratch,
+}
+
+impl Tree {
+    fn copy_of(base: &Path) -> Tree {
+        let dir = Scratch::new("verify-rules-case");
+        copy_dir(base, dir.path());
+        Tree { dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn read(&self, file: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.root().join(file)).map_err(|e| format!("{file}: {e}"))
+    }
+
+    fn write(&self, file: &str, text: &str) -> Edit {
+        let path = self.root().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{file}: {e}"))
+    }
+
+    fn remove(&self, file: &str) -> Edit {
+        std::fs::remove_file(self.root().join(file)).map_err(|e| format!("{file}: {e}"))
+    }
+
+    /// Replaces `from`, which must occur exactly once.
+    fn replace(&self, file: &str, from: &str, to: &str) -> Edit {
+        let text = self.read(file)?;
+        match text.matches(from).count() {
+            1 => self.write(file, &text.replacen(from, to, 1)),
+            n => Err(format!("{file}: {from:?} occurs {n} times, expected once")),
+        }
+    }
+
+    /// Replaces the first occurrence of `from`.
+    fn replace_first(&self, file: &str, from: &str, to: &str) -> Edit {
+        let text = self.read(file)?;
+        if !text.contains(from) {
+            return Err(format!("{file}: {from:?} not found"));
+        }
+        self.write(file, &text.replacen(from, to, 1))
+    }
+
+    /// Removes the one line equal to `line` (ignoring indentation) and every following line
+    /// indented deeper (its YAML block), blank lines inside included.
+    fn remove_block(&self, file: &str, line: &str) -> Edit {
+        let text = self.read(file)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let hits: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].trim() == line.trim())
+            .collect();
+        let [at] = hits[..] else {
+            return Err(format!(
+                "{file}: line {line:?} occurs {} times, expected once",
+                hits.len()
+            ));
+        };
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let own = indent(lines[at]);
+        let mut end = at + 1;
+        while end < lines.len() && (lines[end].trim().is_empty() || indent(lines[end]) > own) {
+            end += 1;
+        }
+        let kept: Vec<&str> = lines[..at].iter().chain(&lines[end..]).copied().collect();
+        self.write(file, &(kept.join("\n") + "\n"))
+    }
+
+    /// The documents of a file (`---` separated), as text.
+    fn docs(&self, file: &str) -> Result<Vec<String>, String> {
+        let text = self.read(file)?;
+        let mut docs = vec![String::new()];
+        for line in text.lines() {
+            if line == "---" {
+                docs.push(String::new());
+            } else {
+                let last = docs.last_mut().unwrap();
+                last.push_str(line);
+                last.push('\n');
+            }
+        }
+        Ok(docs)
+    }
+
+    fn write_docs(&self, file: &str, docs: &[String]) -> Edit {
+        let mut text = docs[0].clone();
+        for d in &docs[1..] {
+            text.push_str("---\n");
+            text.push_str(d);
+        }
+        self.write(file, &text)
+    }
+
+    /// Index of the document of `kind` named `name`.
+    fn doc_index(docs: &[String], file: &str, kind: &str, name: &str) -> Result<usize, String> {
+        docs.iter()
+            .position(|d| {
+                d.lines().any(|l| l == format!("kind: {kind}"))
+                    && doc_name(d).as_deref() == Some(name)
+            })
+            .ok_or_else(|| format!("{file}: no {kind} {name}"))
+    }
+
+    fn remove_doc(&self, file: &str, kind: &str, name: &str) -> Edit {
+        let mut docs = self.docs(file)?;
+        let i = Self::doc_index(&docs, file, kind, name)?;
+        docs.remove(i);
+        self.write_docs(file, &docs)
+    }
+
+    /// Appends a copy of a document under another name.
+    fn copy_doc(&self, file: &str, kind: &str, name: &str, new_name: &str) -> Edit {
+        let mut docs = self.docs(file)?;
+        let i = Self::doc_index(&docs, file, kind, name)?;
+        let copy = docs[i]
+            .replacen(
+                &format!("  name: \"{name}\"\n"),
+                &format!("  name: \"{new_name}\"\n"),
+                1,
+            )
+            .replacen(
+                &format!("  name: {name}\n"),
+                &format!("  name: {new_name}\n"),
+                1,
+            );
+        docs.push(copy);
+        self.write_docs(file, &docs)
+    }
+
+    /// Decrypts a `*.sops.yaml` file in memory with the tree's throwaway key, edits the
+    /// plaintext and encrypts it again by the tree's `.sops.yaml`: another valid encrypted file.
+    fn edit_secret(&self, file: &str, edit: impl FnOnce(&str) -> Result<String, String>) -> Edit {
+        let ids = secrets::load_identities_from(&self.root().join("age.key"))
+            .map_err(|e| e.to_string())?;
+        let plain = secrets::decrypt(&self.read(file)?, &ids)
+            .map_err(|e| format!("{file}: {e}"))?
+            .to_yaml(2);
+        let changed = edit(&plain)?;
+        let config = secrets::SopsConfig::load(&self.root().join(".sops.yaml"))
+            .map_err(|e| e.to_string())?;
+        let text =
+            secrets::encrypt(file, &changed, &config, None).map_err(|e| format!("{file}: {e}"))?;
+        self.write(file, &text)
+    }
+}
+
+/// `metadata.name` of a YAML document, read from its text.
+fn doc_name(doc: &str) -> Option<String> {
+    let mut in_meta = false;
+    for line in doc.lines() {
+        if line == "metadata:" {
+            in_meta = true;
+        } else if in_meta && let Some(v) = line.strip_prefix("  name: ") {
+            return Some(v.trim_matches('"').to_owned());
+        } else if in_meta && !line.starts_with(' ') && !line.starts_with('#') {
+            in_meta = false;
+        }
+    }
+    None
+}
+
+/// Replaces text in a plaintext string (for secrets), once.
+fn swap(text: &str, from: &str, to: &str) -> Result<String, String> {
+    match text.matches(from).count() {
+        1 => Ok(text.replacen(from, to, 1)),
+        n => Err(format!(
+            "{from:?} occurs {n} times in the plaintext, expected once"
+        )),
+    }
+}
+
+// ---- the cases -------------------------------------------------------------------------------
+
+/// One mutation and what verify must say about it.
+struct Case {
+    name: &'static str,
+    /// The rule under test (its full code).
+    code: &'static str,
+    mutate: fn(&Tree) -> Edit,
+    /// Other error codes that follow from the same mutation (the case says why).
+    also: &'static [&'static str],
+    /// Warnings that must fire too.
+    warns: &'static [&'static str],
+    /// A finding of `code` at this file (relative) and field path.
+    at: Option<(&'static str, &'static str)>,
+    /// ... on the first line of the mutated file that contains this text (only for scalars and
+    /// list items: a finding about a mapping is located at its first entry, the line below its
+    /// key).
+    line_with: Option<&'static str>,
+    /// Further checks of the findings of `code`.
+    check: Option<Check>,
+    /// Verify without any schema set.
+    no_schemas: bool,
+}
+
+fn case(name: &'static str, code: &'static str, mutate: fn(&Tree) -> Edit) -> Case {
+    Case {
+        name,
+        code,
+        mutate,
+        also: &[],
+        warns: &[],
+        at: None,
+        line_with: None,
+        check: None,
+        no_schemas: false,
+    }
+}
+
+impl Case {
+    fn also(mut self, codes: &'static [&'static str]) -> Case {
+        self.also = codes;
+        self
+    }
+    fn warns(mut self, codes: &'static [&'static str]) -> Case {
+        self.warns = codes;
+        self
+    }
+    fn at(mut self, file: &'static str, path: &'static str) -> Case {
+        self.at = Some((file, path));
+        self
+    }
+    fn line(mut self, text: &'static str) -> Case {
+        self.line_with = Some(text);
+        self
+    }
+    fn check(mut self, f: Check) -> Case {
+        self.check = Some(f);
+        self
+    }
+    fn no_schemas(mut self) -> Case {
+        self.no_schemas = true;
+        self
+    }
+}
+
+fn help_contains(ds: &[&Diagnostic], want: &str) -> Result<(), String> {
+    if ds
+        .iter()
+        .any(|d| d.help.as_deref().is_some_and(|h| h.contains(want)))
+    {
+        Ok(())
+    } else {
+        Err(format!("no hint mentions {want:?}"))
+    }
+}
+
+fn message_contains(ds: &[&Diagnostic], want: &str) -> Result<(), String> {
+    if ds.iter().any(|d| d.message.contains(want)) {
+        Ok(())
+    } else {
+        Err(format!("no message mentions {want:?}"))
+    }
+}
+
+const PRIMARY_TLS_HOST: &str =
+    "    hostname: \"test-resource.openai.azure.com\"\n    wellKnownCACertificates";
+
+fn cases() -> Vec<Case> {
+    vec![
+        // ---- loading ----------------------------------------------------------------------
+        case(
+            "a sops file replaced by a plaintext one",
+            "verify::sops_plaintext",
+            |t| {
+                let plain = |name: &str| {
+                    format!(
+                        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\nstringData:\n  apiKey: sk-not-encrypted\n"
+                    )
+                };
+                t.write(
+                    BACKENDS_SECRET,
+                    &format!(
+                        "---\n{}---\n{}",
+                        plain("azure-test-primary-apikey"),
+                        plain("azure-test-secondary-apikey")
+                    ),
+                )
+            },
+        )
+        .at(BACKENDS_SECRET, ""),
+        case(
+            "a key pasted in plaintext into an encrypted file",
+            "verify::sops_plaintext",
+            |t| {
+                let text = t.read(BACKENDS_SECRET)?;
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("  apiKey: ENC["))
+                    .ok_or("no encrypted apiKey line")?
+                    .to_owned();
+                t.replace_first(BACKENDS_SECRET, &line, "  apiKey: sk-pasted-by-hand")
+            },
+        )
+        .at(BACKENDS_SECRET, "stringData.apiKey")
+        .line("sk-pasted-by-hand"),
+        case("a file that does not parse", "yaml::syntax", |t| {
+            t.replace(RATELIMIT, "kind: BackendTrafficPolicy", "kind: [BackendTrafficPolicy")
+        })
+        .at(RATELIMIT, ""),
+        // ---- kustomize graph --------------------------------------------------------------
+        case(
+            "a kustomization lists a file that is gone",
+            "verify::kustomize_missing",
+            |t| t.remove(RATELIMIT),
+        )
+        .at(ROUTES_KUST, "")
+        .line("- ./ratelimit-policy.yaml")
+        .check(|ds| message_contains(ds, "ratelimit-policy.yaml")),
+        case(
+            "a kustomization names a component that does not exist",
+            "verify::kustomize_missing",
+            |t| {
+                t.replace(
+                    &format!("{AI}/kustomization.yaml"),
+                    "../../components/sops",
+                    "../../components/sopz",
+                )
+            },
+        )
+        // One namespace directory that does not build fails `cluster-apps` (it builds every
+        // directory under kubernetes/apps at once): nothing under kubernetes/apps is applied.
+        .also(&["verify::not_applied"])
+        .at("kubernetes/apps/ai-gateway/kustomization.yaml", "")
+        .line("../../components/sopz"),
+        case(
+            "a kustomization with `resource:` for `resources:`",
+            "verify::kustomize_invalid",
+            |t| t.replace(ROUTES_KUST, "resources:", "resource:"),
+        )
+        // The directory does not build, so its objects are applied by nobody.
+        .also(&["verify::not_applied"])
+        .at(ROUTES_KUST, "resource")
+        .line("resource:"),
+        case(
+            "a kustomization lists a file twice",
+            "verify::kustomize_duplicate",
+            |t| {
+                t.replace(
+                    ROUTES_KUST,
+                    "  - ./httproute.yaml\n",
+                    "  - ./httproute.yaml\n  - httproute.yaml\n",
+                )
+            },
+        ),
+        case(
+            "a kustomization includes itself",
+            "verify::kustomize_cycle",
+            |t| {
+                t.replace(
+                    ROUTES_KUST,
+                    "  - ./httproute.yaml\n",
+                    "  - ./httproute.yaml\n  - ../../routes/app\n",
+                )
+            },
+        ),
+        case(
+            "a patch without target that matches nothing",
+            "verify::kustomize_patch",
+            |t| {
+                let text = t.read(REDIS_KUST)?;
+                t.write(
+                    REDIS_KUST,
+                    &format!(
+                        "{text}patches:\n  - patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata:\n        name: valkey\n      spec:\n        replicas: 2\n"
+                    ),
+                )
+            },
+        ),
+        case(
+            "a generator verify does not follow",
+            "verify::kustomize_unmodelled",
+            |t| {
+                let text = t.read(REDIS_KUST)?;
+                t.write(
+                    REDIS_KUST,
+                    &format!(
+                        "{text}configMapGenerator:\n  - name: redis-extra\n    literals:\n      - maxmemory=96mb\n"
+                    ),
+                )
+            },
+        ),
+        // ---- Flux graph -------------------------------------------------------------------
+        case(
+            "a Flux Kustomization path that does not exist",
+            "verify::flux_path_missing",
+            |t| {
+                t.replace(
+                    ROUTES_KS,
+                    "path: ./kubernetes/apps/ai-gateway/routes/app",
+                    "path: ./kubernetes/apps/ai-gateway/route/app",
+                )
+            },
+        )
+        // Nothing applies the route files any more.
+        .also(&["verify::not_applied"])
+        .at(ROUTES_KS, "spec.path")
+        .line("route/app"),
+        case(
+            "a Flux Kustomization built from another source",
+            "verify::flux_source_external",
+            |t| {
+                t.replace(
+                    ROUTES_KS,
+                    "    kind: GitRepository\n    name: flux-system",
+                    "    kind: OCIRepository\n    name: ai-routes",
+                )
+            },
+        )
+        // The route files of this repository are then applied by nobody.
+        .also(&["verify::not_applied"]),
+        case(
+            "an app without targetNamespace in a kustomization without namespace",
+            "verify::namespace_missing",
+            |t| t.remove_block(ECHO_KS, "targetNamespace: default"),
+        ),
+        case(
+            "a second Flux Kustomization over a directory already applied (plan §11)",
+            "verify::double_apply",
+            |t| {
+                t.write(
+                    "kubernetes/flux/cluster/ai-routes.yaml",
+                    "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: ai-routes\n  namespace: flux-system\nspec:\n  interval: 1h\n  path: ./kubernetes/apps/ai-gateway/routes/app\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n  targetNamespace: envoy-ai-gateway-system\n",
+                )
+            },
+        )
+        .check(|ds| message_contains(ds, "flux-system/ai-routes")),
+        case(
+            "a file no kustomization lists",
+            "verify::not_applied",
+            |t| {
+                t.write(
+                    &format!("{AI}/redis/app/pdb.yaml"),
+                    "---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: redis\nspec:\n  maxUnavailable: 1\n",
+                )
+            },
+        ),
+        case(
+            "dependsOn without the namespace of its target (plan §11)",
+            "verify::depends_on_missing",
+            |t| {
+                t.replace(
+                    ROUTES_KS,
+                    "    - name: envoy-gateway\n      namespace: network\n",
+                    "    - name: envoy-gateway\n",
+                )
+            },
+        )
+        .at(ROUTES_KS, "spec.dependsOn[2]")
+        .line("- name: envoy-gateway")
+        .check(|ds| help_contains(ds, "`network`")),
+        case("a dependsOn cycle", "verify::depends_on_cycle", |t| {
+            t.replace(
+                CRDS_KS,
+                "spec:\n  interval: 1h\n",
+                "spec:\n  dependsOn:\n    - name: routes\n  interval: 1h\n",
+            )
+        })
+        .check(|ds| message_contains(ds, "routes")),
+        case(
+            "a HelmRelease chartRef to an OCIRepository that does not exist",
+            "verify::chart_ref_missing",
+            |t| t.replace(ECHO_HR, "    name: echo\n", "    name: echo-chart\n"),
+        )
+        .at(ECHO_HR, "spec.chartRef"),
+        // ---- schemas and CEL --------------------------------------------------------------
+        case(
+            "lesson 1: kind and group back on an AIGatewayRoute backendRef",
+            "verify::cel_rule",
+            |t| {
+                t.replace_first(
+                    ROUTE,
+                    "        - name: \"azure-test-primary\"\n          priority: 0\n",
+                    "        - name: \"azure-test-primary\"\n          kind: AIServiceBackend\n          group: aigateway.envoyproxy.io\n          priority: 0\n",
+                )
+            },
+        )
+        .at(ROUTE, "spec.rules[0].backendRefs[0]")
+        .line("- name: \"azure-test-primary\"")
+        .check(|ds| {
+            let want = "Invalid value: \"object\": only InferencePool from inference.networking.k8s.io group is supported";
+            match ds.iter().find(|d| d.path == "spec.rules[0].backendRefs[0]") {
+                Some(d) if d.message == want => Ok(()),
+                Some(d) => Err(format!("message {:?}, want {want:?}", d.message)),
+                None => Err("not at spec.rules[0].backendRefs[0]".into()),
+            }
+        }),
+        case(
+            "a misspelt field (`timeout` for `timeouts`)",
+            "verify::schema",
+            |t| t.replace_first(ROUTE, "      timeouts:\n", "      timeout:\n"),
+        )
+        .at(ROUTE, "spec.rules[0].timeout")
+        .check(|ds| message_contains(ds, "unknown field \"spec.rules[0].timeout\"")),
+        case(
+            "a string where the Kubernetes OpenAPI wants an integer",
+            "verify::schema",
+            |t| t.replace(REDIS_DEPLOY, "  replicas: 1\n", "  replicas: one\n"),
+        )
+        .at(REDIS_DEPLOY, "spec.replicas")
+        .line("replicas: one"),
+        case(
+            "an apiVersion that is not served",
+            "verify::schema",
+            |t| {
+                t.replace(
+                    MCP_BACKEND,
+                    "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy",
+                    "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: BackendTLSPolicy",
+                )
+            },
+        )
+        .at(MCP_BACKEND, "apiVersion"),
+        case(
+            "an enum violation blocks the CEL rules, as in the API server",
+            "verify::schema",
+            |t| t.replace_first(BACKENDS, "type: AzureAPIKey\n", "type: AzureKey\n"),
+        )
+        // The policy is not Azure's any more, which the Azure rule reports too.
+        .also(&["verify::azure_auth"])
+        .warns(&["verify::cel_unevaluated"])
+        .at(BACKENDS, "spec.type")
+        .check(|ds| message_contains(ds, "Unsupported value: \"AzureKey\"")),
+        case(
+            "without schemas the graph and cross-resource rules still run",
+            "verify::backend_tls_missing",
+            |t| t.remove_doc(BACKENDS, "BackendTLSPolicy", "azure-test-primary-tls"),
+        )
+        .warns(&["verify::schemas_unavailable"])
+        .no_schemas(),
+        // ---- cross-resource: AI Gateway objects -------------------------------------------
+        case(
+            "an AIGatewayRoute backendRef to an AIServiceBackend that does not exist",
+            "verify::aigw_backend_missing",
+            |t| {
+                t.replace_first(
+                    ROUTE,
+                    "        - name: \"azure-test-primary\"\n",
+                    "        - name: \"azure-test-primry\"\n",
+                )
+            },
+        )
+        .at(ROUTE, "spec.rules[0].backendRefs[0]")
+        .line("azure-test-primry"),
+        case(
+            "an AIServiceBackend to a Backend that does not exist",
+            "verify::aisb_backend_missing",
+            |t| {
+                t.replace(
+                    BACKENDS,
+                    "  backendRef:\n    name: \"azure-test-primary\"\n",
+                    "  backendRef:\n    name: \"azure-primary\"\n",
+                )
+            },
+        )
+        .at(BACKENDS, "spec.backendRef"),
+        case(
+            "lesson 3: a 443 Backend without BackendTLSPolicy",
+            "verify::backend_tls_missing",
+            |t| t.remove_doc(BACKENDS, "BackendTLSPolicy", "azure-test-primary-tls"),
+        )
+        .at(BACKENDS, "spec.endpoints")
+        .check(|ds| help_contains(ds, "hostname: test-resource.openai.azure.com")),
+        case(
+            "lesson 3: an MCP server Backend on 443 without BackendTLSPolicy",
+            "verify::backend_tls_missing",
+            |t| t.remove_doc(MCP_BACKEND, "BackendTLSPolicy", "test-github-tls"),
+        )
+        .at(MCP_BACKEND, "spec.endpoints"),
+        case(
+            "a BackendTLSPolicy validating another hostname than the Backend's",
+            "verify::backend_tls_hostname",
+            |t| {
+                t.replace(
+                    BACKENDS,
+                    PRIMARY_TLS_HOST,
+                    "    hostname: \"test-resource.cognitiveservices.azure.com\"\n    wellKnownCACertificates",
+                )
+            },
+        )
+        .at(BACKENDS, "spec.validation.hostname")
+        .line("cognitiveservices"),
+        case(
+            "lesson 2: an *.openai.azure.com backend with an APIKey policy",
+            "verify::azure_auth",
+            |t| {
+                t.replace_first(
+                    BACKENDS,
+                    "  type: AzureAPIKey\n  azureAPIKey:\n",
+                    "  type: APIKey\n  apiKey:\n",
+                )
+            },
+        )
+        .at(BACKENDS, "spec.type")
+        .check(|ds| message_contains(ds, "api-key")),
+        case(
+            "lesson 2: an *.openai.azure.com backend without any policy",
+            "verify::azure_auth",
+            |t| {
+                t.remove_doc(
+                    BACKENDS,
+                    "BackendSecurityPolicy",
+                    "azure-test-primary-apikey",
+                )
+            },
+        )
+        .at(BACKENDS, "metadata.name"),
+        case(
+            "a BackendSecurityPolicy targeting a backend that does not exist",
+            "verify::bsp_target_missing",
+            |t| {
+                t.replace(
+                    BACKENDS,
+                    "      kind: AIServiceBackend\n      name: \"azure-test-primary\"\n",
+                    "      kind: AIServiceBackend\n      name: \"azure-test-primry\"\n",
+                )
+            },
+        )
+        // The real backend is then left without a policy.
+        .also(&["verify::azure_auth"])
+        .at(BACKENDS, "spec.targetRefs[0]"),
+        case(
+            "two BackendSecurityPolicies on one backend",
+            "verify::bsp_multiple",
+            |t| {
+                t.copy_doc(
+                    BACKENDS,
+                    "BackendSecurityPolicy",
+                    "azure-test-primary-apikey",
+                    "azure-test-primary-apikey-2",
+                )
+            },
+        ),
+        case(
+            "a policy Secret that is not in the namespace",
+            "verify::secret_missing",
+            |t| {
+                t.replace(
+                    BACKENDS,
+                    "      name: \"azure-test-primary-apikey\"\n",
+                    "      name: \"azure-test-primary-key\"\n",
+                )
+            },
+        )
+        .at(BACKENDS, "spec.azureAPIKey.secretRef"),
+        case(
+            "a policy Secret without the key `apiKey` (re-encrypted)",
+            "verify::secret_key_missing",
+            |t| {
+                t.edit_secret(BACKENDS_SECRET, |plain| {
+                    let first = plain.find("  apiKey: ").ok_or("no apiKey in the plaintext")?;
+                    let mut out = plain.to_owned();
+                    out.replace_range(first..first + "  apiKey: ".len(), "  api-key: ");
+                    Ok(out)
+                })
+            },
+        )
+        .at(BACKENDS_SECRET, "stringData"),
+        case(
+            "a policy secretRef with a namespace AI Gateway ignores",
+            "verify::secret_namespace_ignored",
+            |t| {
+                t.replace(
+                    BACKENDS,
+                    "      name: \"azure-test-primary-apikey\"\n",
+                    "      name: \"azure-test-primary-apikey\"\n      namespace: default\n",
+                )
+            },
+        )
+        .at(BACKENDS, "spec.azureAPIKey.secretRef.namespace")
+        .line("namespace: default"),
+        // ---- cross-resource: MCP ----------------------------------------------------------
+        case(
+            "an MCPRoute backend that does not exist",
+            "verify::mcp_backend_missing",
+            |t| {
+                t.replace(
+                    MCP,
+                    "    - name: \"test-github\"\n",
+                    "    - name: \"test-gitlab\"\n",
+                )
+            },
+        )
+        .at(MCP, "spec.backendRefs[0]")
+        .line("test-gitlab"),
+        case(
+            "an external MCP server off 443 without BackendTLSPolicy",
+            "verify::mcp_backend_tls",
+            |t| {
+                t.remove_doc(MCP_BACKEND, "BackendTLSPolicy", "test-github-tls")?;
+                t.replace(MCP_BACKEND, "        port: 443\n", "        port: 8443\n")
+            },
+        )
+        .at(MCP_BACKEND, "spec.endpoints"),
+        case(
+            "an MCPRoute API key Secret that does not exist",
+            "verify::secret_missing",
+            |t| {
+                t.replace(
+                    MCP,
+                    "name: \"mcp-test-github-apikey\"",
+                    "name: \"mcp-test-github-token\"",
+                )
+            },
+        )
+        .at(MCP, "spec.backendRefs[0].securityPolicy.apiKey.secretRef"),
+        case(
+            "an MCPRoute API key Secret without `apiKey` (re-encrypted)",
+            "verify::secret_key_missing",
+            |t| t.edit_secret(MCP_SECRET, |plain| swap(plain, "  apiKey: ", "  token: ")),
+        )
+        .at(MCP_SECRET, "stringData"),
+        // ---- cross-resource: routes and gateways ------------------------------------------
+        case(
+            "lesson 5: an HTTPRoute to a made-up Envoy Service name",
+            "verify::httproute_backend",
+            |t| {
+                t.replace(
+                    HTTPROUTE,
+                    "          name: \"ai-gateway\"\n",
+                    "          name: \"envoy-ai-gateway\"\n",
+                )
+            },
+        )
+        .at(HTTPROUTE, "spec.rules[0].backendRefs[0]")
+        .check(|ds| {
+            help_contains(
+                ds,
+                "Gateway envoy-ai-gateway-system/ai-gateway → Service envoy-ai-gateway-system/ai-gateway",
+            )
+        }),
+        case(
+            "lesson 5: an HTTPRoute to a port the Envoy Service does not have",
+            "verify::httproute_backend",
+            |t| t.replace(HTTPROUTE, "          port: 80\n", "          port: 8080\n"),
+        )
+        .at(HTTPROUTE, "spec.rules[0].backendRefs[0].port")
+        .line("port: 8080"),
+        case(
+            "lesson 5: ControllerNamespace mode puts the Envoy Service elsewhere",
+            "verify::httproute_backend",
+            |t| t.remove_block(EG_HR, "deploy:"),
+        )
+        .at(HTTPROUTE, "spec.rules[0].backendRefs[0]")
+        .check(|ds| help_contains(ds, "ControllerNamespace mode")),
+        case(
+            "an HTTPRoute parentRef without the Gateway's namespace",
+            "verify::parent_ref_missing",
+            |t| {
+                t.replace(
+                    HTTPROUTE,
+                    "    - name: envoy-internal\n      namespace: network\n",
+                    "    - name: envoy-internal\n",
+                )
+            },
+        )
+        .at(HTTPROUTE, "spec.parentRefs[0]")
+        .check(|ds| help_contains(ds, "`network`")),
+        case(
+            "an HTTPRoute on a listener the Gateway does not have",
+            "verify::parent_ref_missing",
+            |t| t.replace(HTTPROUTE, "sectionName: https", "sectionName: websecure"),
+        )
+        .at(HTTPROUTE, "spec.parentRefs[0].sectionName")
+        .line("websecure"),
+        case(
+            "a cross-namespace backendRef without ReferenceGrant",
+            "verify::reference_grant",
+            |t| {
+                t.replace(
+                    HTTPROUTE,
+                    "          name: \"ai-gateway\"\n          namespace: \"envoy-ai-gateway-system\"\n",
+                    "          name: \"envoy-internal\"\n          namespace: \"network\"\n",
+                )
+            },
+        )
+        .at(HTTPROUTE, "spec.rules[0].backendRefs[0]"),
+        // ---- cross-resource: rate limits (lesson 4) ---------------------------------------
+        case(
+            "lesson 4: a rate-limit cost key no AIGatewayRoute computes",
+            "verify::ratelimit_cost_key",
+            |t| t.replace(RATELIMIT, "key: llm_total_token\n", "key: llm_total_tokens\n"),
+        )
+        .at(
+            RATELIMIT,
+            "spec.rateLimit.global.rules[0].cost.response.metadata.key",
+        )
+        .line("llm_total_tokens"),
+        case(
+            "lesson 4: the AIGatewayRoute stops computing token costs",
+            "verify::ratelimit_cost_key",
+            |t| t.remove_block(ROUTE, "llmRequestCosts:"),
+        )
+        .check(|ds| help_contains(ds, "llmRequestCosts")),
+        case(
+            "lesson 4: a global rate limit without Redis in the Envoy Gateway values",
+            "verify::ratelimit_redis",
+            |t| t.remove_block(EG_HR, "rateLimit:"),
+        )
+        .at(EG_HR, "spec.values.config.envoyGateway"),
+        case(
+            "lesson 4: a Redis URL with a port the Service does not have",
+            "verify::ratelimit_redis",
+            |t| {
+                t.replace(
+                    EG_HR,
+                    "url: \"redis.envoy-ai-gateway-system.svc.cluster.local:6379\"",
+                    "url: \"redis.envoy-ai-gateway-system.svc.cluster.local:6380\"",
+                )
+            },
+        )
+        .at(
+            EG_HR,
+            "spec.values.config.envoyGateway.rateLimit.backend.redis.url",
+        )
+        .line("url: "),
+        case(
+            "lesson 4: a Redis URL naming a Service that does not exist",
+            "verify::ratelimit_redis",
+            |t| {
+                t.replace(
+                    EG_HR,
+                    "url: \"redis.envoy-ai-gateway-system.svc.cluster.local:6379\"",
+                    "url: \"valkey.envoy-ai-gateway-system.svc.cluster.local:6379\"",
+                )
+            },
+        )
+        .at(
+            EG_HR,
+            "spec.values.config.envoyGateway.rateLimit.backend.redis.url",
+        )
+        .line("url: "),
+        // ---- cross-resource: Envoy Gateway prerequisites ----------------------------------
+        case(
+            "AI Gateway objects without the Envoy Gateway chart",
+            "verify::eg_missing",
+            |t| {
+                t.replace(
+                    EG_OCI,
+                    "url: oci://mirror.gcr.io/envoyproxy/gateway-helm",
+                    "url: oci://mirror.gcr.io/envoyproxy/some-other-chart",
+                )
+            },
+        )
+        // Without Envoy Gateway nothing creates the AI gateway's Envoy Service either.
+        .also(&["verify::httproute_backend"]),
+        case(
+            "AI Gateway objects without the AI Gateway controller chart",
+            "verify::aigw_controller_missing",
+            |t| {
+                t.replace(
+                    AIGW_OCI,
+                    "url: oci://docker.io/envoyproxy/ai-gateway-helm",
+                    "url: oci://docker.io/envoyproxy/some-other-chart",
+                )
+            },
+        ),
+        case(
+            "Envoy Gateway without the Backend API",
+            "verify::eg_backend_api",
+            |t| t.replace(EG_HR, "enableBackend: true", "enableBackend: false"),
+        )
+        .at(EG_HR, "spec.values.config.envoyGateway.extensionApis"),
+        case(
+            "Envoy Gateway without the Route post-translation hook",
+            "verify::eg_extension_hooks",
+            |t| t.remove_block(EG_HR, "- Route"),
+        )
+        .at(EG_HR, "spec.values.config.envoyGateway.extensionManager")
+        .check(|ds| message_contains(ds, "post: Route")),
+        case(
+            "Envoy Gateway without the secret translation hook",
+            "verify::eg_extension_hooks",
+            |t| t.remove_block(EG_HR, "secret:"),
+        )
+        .check(|ds| message_contains(ds, "translation.secret.includeAll: true")),
+        case(
+            "Envoy Gateway calling the extension server on the wrong port",
+            "verify::eg_extension_service",
+            |t| t.replace(EG_HR, "port: 1063\n", "port: 1064\n"),
+        )
+        .at(
+            EG_HR,
+            "spec.values.config.envoyGateway.extensionManager.service.fqdn",
+        ),
+        case(
+            "Envoy Gateway values from valuesFrom",
+            "verify::eg_values_unchecked",
+            |t| {
+                t.remove_block(EG_HR, "config:")?;
+                t.replace(
+                    EG_HR,
+                    "  interval: 1h\n",
+                    "  interval: 1h\n  valuesFrom:\n    - kind: ConfigMap\n      name: envoy-gateway-values\n",
+                )
+            },
+        )
+        // Not checked, so not judged by the prerequisites rule; but the rate-limit and
+        // HTTPRoute rules still read the (now absent) inline values: no Redis backend, and the
+        // default ControllerNamespace deploy mode. They may be wrong when the ConfigMap sets
+        // them (a limit of verify, reported).
+        .also(&["verify::ratelimit_redis", "verify::httproute_backend"])
+        .at(EG_HR, "spec.valuesFrom"),
+        case(
+            "the AI Gateway chart pointed at the default Envoy Gateway namespace",
+            "verify::aigw_eg_namespace",
+            |t| {
+                t.replace(
+                    AIGW_HR,
+                    "      namespace: network\n",
+                    "      namespace: envoy-gateway-system\n",
+                )
+            },
+        )
+        .at(AIGW_HR, "spec.values.envoyGateway.namespace")
+        .line("namespace: envoy-gateway-system"),
+    ]
+}
+
+// ---- running --------------------------------------------------------------------------------
+
+/// Verifies `root` with the cluster-template layout.
+fn run_verify(root: &Path, schemas: &SchemaSet) -> Report {
+    verify::verify(root, schemas, &VerifyConfig::cluster_template())
+}
+
+fn dump(report: &Report) -> String {
+    report
+        .diagnostics
+        .iter()
+        .map(|d| format!("  {d}\n"))
+        .collect()
+}
+
+fn judge(c: &Case, tree: &Tree, report: &Report) -> Result<(), String> {
+    let found = report.with_code(c.code);
+    if found.is_empty() {
+        return Err(format!("{} did not fire", c.code));
+    }
+    let wanted_severity = if c.code.starts_with("verify::") && is_warning_code(c.code) {
+        "warning"
+    } else {
+        "error"
+    };
+    if found
+        .iter()
+        .any(|d| d.is_error() != (wanted_severity == "error"))
+    {
+        return Err(format!("{} fired, but not as {wanted_severity}", c.code));
+    }
+    for w in c.warns {
+        if report.with_code(w).is_empty() {
+            return Err(format!("warning {w} did not fire"));
+        }
+    }
+    let unexpected: BTreeSet<&str> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.code != c.code && !c.also.contains(&d.code.as_str()))
+        .map(|d| d.code.as_str())
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(format!(
+            "unexpected errors besides {}: {unexpected:?}",
+            c.code
+        ));
+    }
+    for a in c.also {
+        if report.with_code(a).is_empty() {
+            return Err(format!(
+                "{a} is listed as a consequence but did not fire (tighten the case)"
+            ));
+        }
+    }
+    if let Some((file, path)) = c.at {
+        let line = match c.line_with {
+            Some(text) => Some(
+                tree.read(file)?
+                    .lines()
+                    .position(|l| l.contains(text))
+                    .ok_or_else(|| format!("{file}: no line with {text:?}"))?
+                    + 1,
+            ),
+            None => None,
+        };
+        let here = found.iter().any(|d| {
+            d.path == path
+                && d.location.as_ref().is_some_and(|l| {
+                    l.file.ends_with(Path::new(file)) && line.is_none_or(|n| l.line as usize == n)
+                })
+        });
+        if !here {
+            let places: Vec<String> = found
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}:{}",
+                        d.location.as_ref().map_or(String::new(), |l| format!(
+                            "{}:{}",
+                            l.file.display(),
+                            l.line
+                        )),
+                        d.path
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "{} fired, but not at {file}:{}{path} (at {places:?})",
+                c.code,
+                line.map_or(String::new(), |n| format!("{n}:"))
+            ));
+        }
+    }
+    if let Some(check) = c.check {
+        check(&found)?;
+    }
+    Ok(())
+}
+
+/// Codes documented as warnings in docs/verify.md (rows marked `(w)`).
+fn is_warning_code(code: &str) -> bool {
+    let docs = std::fs::read_to_string(repo().join("docs/verify.md")).unwrap();
+    docs.lines().any(|l| {
+        l.starts_with('|')
+            && l.contains(&format!("`{code}`"))
+            && l.split('|').nth(1).is_some_and(|c| c.contains("(w)"))
+    })
+}
+
+fn schemas_dir() -> Option<PathBuf> {
+    let dir = shared_dir().join("schemas");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        skip_or_fail(&format!(
+            "the pinned schema set {} is not there (set CLUSTER_SHARED_DIR)",
+            dir.display()
+        ));
+        None
+    }
+}
+
+/// Copies the base, mutates, verifies and judges one case.
+fn run_case(c: &Case, base: &Path, schemas: &SchemaSet) -> Result<(), String> {
+    let tree = Tree::copy_of(base);
+    (c.mutate)(&tree).map_err(|e| {
+        format!(
+            "{}: the mutation does not apply to the rendered tree: {e}",
+            c.name
+        )
+    })?;
+    let report = if c.no_schemas {
+        run_verify(tree.root(), &SchemaSet::empty())
+    } else {
+        run_verify(tree.root(), schemas)
+    };
+    judge(c, &tree, &report).map_err(|e| format!("{}: {e}\n{}", c.name, dump(&report)))
+}
+
+#[test]
+fn every_rule_fires_on_the_rendered_public_example() {
+    let Some(schemas_dir) = schemas_dir() else {
+        return;
+    };
+    let schemas =
+        SchemaSet::load(&schemas_dir).unwrap_or_else(|e| panic!("{}: {e}", schemas_dir.display()));
+
+    // Render once: the real binary, the public example, a throwaway key.
+    let rendered = Scratch::new("verify-rules-base");
+    let base = rendered.path().join("repo");
+    ok(
+        &[
+            "configure",
+            "--example",
+            "--out",
+            base.to_str().unwrap(),
+            "--no-verify",
+        ],
+        &repo(),
+    );
+
+    // The base is clean.
+    let report = run_verify(&base, &schemas);
+    assert_eq!(
+        report.errors(),
+        0,
+        "the rendered public example has verify errors:\n{}",
+        dump(&report)
+    );
+    assert!(
+        report.stats.schemas_available && report.stats.schema_checked > 50,
+        "{:?}",
+        report.stats
+    );
+    let base_warnings: BTreeSet<&str> =
+        report.diagnostics.iter().map(|d| d.code.as_str()).collect();
+    eprintln!(
+        "base: {} files, {} objects, {} checked against schemas, {} CEL rules; warnings: {base_warnings:?}",
+        report.stats.files,
+        report.stats.objects,
+        report.stats.schema_checked,
+        report.stats.cel_evaluated
+    );
+
+    let cases = cases();
+    let started = std::time::Instant::now();
+    // Cases are independent copies: run them on a few threads (the schema set is shared).
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                let (cases, base, schemas) = (&cases, &base, &schemas);
+                scope.spawn(move || {
+                    cases
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % threads == w)
+                        .map(|(i, c)| (i, run_case(c, base, schemas)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Result<(), String>)> = workers
+            .into_iter()
+            .flat_map(|h| h.join().expect("a case panicked"))
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    });
+    let failures: Vec<String> = outcomes.iter().filter_map(|r| r.clone().err()).collect();
+    let fired: BTreeSet<&str> = cases
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(c, _)| c.code)
+        .collect();
+    eprintln!(
+        "verify rules on the rendered public example: {} of {} cases passed, {} distinct codes fired as expected ({:.1?})",
+        cases.len() - failures.len(),
+        cases.len(),
+        fired.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Rule codes verify can report: `"verify::…"` literals in its sources, the codes its
+/// cross-resource module builds from `"<rule>"` literals, and the codes docs/verify.md lists.
+fn verify_codes() -> BTreeSet<String> {
+    let src = repo().join("crates/verify/src");
+    let mut codes = BTreeSet::new();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let is_cross = path.file_name().is_some_and(|n| n == "cross.rs");
+        for lit in text.split('"').skip(1).step_by(2) {
+            if let Some(rule) = lit.strip_prefix("verify::") {
+                if is_rule_name(rule) {
+                    codes.insert(lit.to_owned());
+                }
+            } else if is_cross && is_rule_name(lit) && lit.contains('_') {
+                codes.insert(format!("verify::{lit}"));
+            }
+        }
+    }
+    let docs = std::fs::read_to_string(repo().join("docs/verify.md")).unwrap();
+    for tick in docs.split('`').skip(1).step_by(2) {
+        if let Some(rule) = tick.strip_prefix("verify::")
+            && is_rule_name(rule)
+        {
+            codes.insert(tick.to_owned());
+        }
+    }
+    codes
+}
+
+fn is_rule_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+}
+
+#[test]
+fn every_verify_rule_has_a_case() {
+    // Codes that no mutation of a correct tree can produce, with the reason.
+    const NO_CASE: &[(&str, &str)] = &[(
+        "verify::schema_missing",
+        "a warning the unmodified example already carries (Cilium and PodMonitor kinds are not in the pinned schema set); the base check prints it",
+    )];
+    let codes = verify_codes();
+    assert!(codes.len() > 30, "found only {codes:?}");
+    let cases = cases();
+    let covered: BTreeSet<String> = cases
+        .iter()
+        .flat_map(|c| std::iter::once(c.code).chain(c.warns.iter().copied()))
+        .filter(|c| c.starts_with("verify::"))
+        .map(str::to_owned)
+        .collect();
+    let exempt: BTreeSet<String> = NO_CASE.iter().map(|(c, _)| (*c).to_owned()).collect();
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !covered.contains(*c) && !exempt.contains(*c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules without a case in verify_rules.rs: {missing:?}"
+    );
+    let unknown: Vec<&String> = covered.iter().filter(|c| !codes.contains(*c)).collect();
+    assert!(
+        unknown.is_empty(),
+        "cases for codes verify does not have: {unknown:?}"
+    );
+    eprintln!(
+        "{} rule codes, {} with cases ({} cases), {} without (reasoned)",
+        codes.len(),
+        covered.len(),
+        cases.len(),
+        exempt.len()
+    );
+}
