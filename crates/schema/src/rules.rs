@@ -14,6 +14,23 @@ use crate::names;
 use crate::net::Cidr;
 use crate::yaml;
 
+/// Remembers where each value was first seen, to report duplicates against it.
+#[derive(Default)]
+struct FirstSeen<'a>(HashMap<&'a str, usize>);
+
+impl<'a> FirstSeen<'a> {
+    /// The index `value` was first seen at, or `None` (recording `index`) when it is new.
+    fn check(&mut self, value: &'a str, index: usize) -> Option<usize> {
+        match self.0.get(value) {
+            Some(first) => Some(*first),
+            None => {
+                self.0.insert(value, index);
+                None
+            }
+        }
+    }
+}
+
 /// The two source trees, to point diagnostics at the right line.
 pub struct Sources<'a> {
     pub cluster_file: &'a Path,
@@ -338,8 +355,8 @@ fn bgp(cx: &mut Ctx<'_>, c: &Cluster) {
 }
 
 fn node_rules(cx: &mut Ctx<'_>, nodes: &[Node]) {
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut macs: HashMap<&str, usize> = HashMap::new();
+    let mut names = FirstSeen::default();
+    let mut macs = FirstSeen::default();
     for (i, n) in nodes.iter().enumerate() {
         if crate::spec::RESERVED_NODE_NAMES.contains(&n.name.as_str()) {
             cx.error(
@@ -350,7 +367,7 @@ fn node_rules(cx: &mut Ctx<'_>, nodes: &[Node]) {
             );
         }
         if !n.name.is_empty() {
-            if let Some(first) = names.get(n.name.as_str()) {
+            if let Some(first) = names.check(n.name.as_str(), i) {
                 cx.error(
                     "duplicate_node_name",
                     &format!("nodes[{i}].name"),
@@ -361,12 +378,10 @@ fn node_rules(cx: &mut Ctx<'_>, nodes: &[Node]) {
                     "first used here".to_owned(),
                     &format!("nodes[{first}].name"),
                 );
-            } else {
-                names.insert(&n.name, i);
             }
         }
         if !n.mac_addr.is_empty() {
-            if let Some(first) = macs.get(n.mac_addr.as_str()) {
+            if let Some(first) = macs.check(n.mac_addr.as_str(), i) {
                 cx.error(
                     "duplicate_mac",
                     &format!("nodes[{i}].mac_addr"),
@@ -378,8 +393,6 @@ fn node_rules(cx: &mut Ctx<'_>, nodes: &[Node]) {
                     "first used here".to_owned(),
                     &format!("nodes[{first}].mac_addr"),
                 );
-            } else {
-                macs.insert(&n.mac_addr, i);
             }
         }
     }
@@ -573,13 +586,13 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
             }
         }
     };
-    let mut dep_names: HashMap<&str, usize> = HashMap::new();
+    let mut dep_names = FirstSeen::default();
     for (i, d) in c.ai_gateway_azure_deployments.iter().enumerate() {
         let path = format!("ai_gateway_azure_deployments[{i}].name");
         if d.name.is_empty() {
             continue;
         }
-        if let Some(first) = dep_names.get(d.name.as_str()) {
+        if let Some(first) = dep_names.check(d.name.as_str(), i) {
             cx.error(
                 "ai_duplicate_deployment",
                 &path,
@@ -591,24 +604,21 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
             );
             continue;
         }
-        dep_names.insert(&d.name, i);
         check_names(cx, path, names::azure_names(&d.name));
-        let mut models: HashMap<&str, usize> = HashMap::new();
+        let mut models = FirstSeen::default();
         for (j, m) in d
             .models
             .iter()
             .enumerate()
             .filter(|(_, m)| !m.name().is_empty())
         {
-            if let Some(first) = models.get(m.name()) {
+            if let Some(first) = models.check(m.name(), j) {
                 cx.error(
                     "ai_duplicate_model",
                     &format!("ai_gateway_azure_deployments[{i}].models[{j}]"),
                     format!("model `{}` is listed twice in deployment `{}` (also at models[{first}])", m.name(), d.name),
                     "list each model once per deployment; to fail over, list it in another deployment".to_owned(),
                 );
-            } else {
-                models.insert(m.name(), j);
             }
         }
     }
@@ -625,13 +635,13 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
     } else if cx.src.has_key("ai_gateway_mcp_servers") && !c.ai_gateway_mcp_servers.is_empty() {
         cx.warning("ai_mcp_disabled", "ai_gateway_mcp_servers", "ai_gateway_mcp_servers is set but ai_gateway_mcp_enabled is not true, so no MCP gateway is deployed".to_owned(), "set `ai_gateway_mcp_enabled: true`".to_owned());
     }
-    let mut mcp_names: HashMap<&str, usize> = HashMap::new();
+    let mut mcp_names = FirstSeen::default();
     for (i, s) in c.ai_gateway_mcp_servers.iter().enumerate() {
         let path = format!("ai_gateway_mcp_servers[{i}].name");
         if s.name.is_empty() {
             continue;
         }
-        if let Some(first) = mcp_names.get(s.name.as_str()) {
+        if let Some(first) = mcp_names.check(s.name.as_str(), i) {
             cx.error(
                 "ai_duplicate_mcp_server",
                 &path,
@@ -643,7 +653,6 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
             );
             continue;
         }
-        mcp_names.insert(&s.name, i);
         if c.ai_gateway_mcp_enabled {
             check_names(cx, path, names::mcp_names(&s.name));
         }
@@ -670,15 +679,15 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
         cx.warning("ai_ratelimit_disabled", "ai_gateway_ratelimit_default_limit", "ai_gateway_ratelimit_default_limit is set but ai_gateway_ratelimit_enabled is not true".to_owned(), "set `ai_gateway_ratelimit_enabled: true` to enforce it".to_owned());
     }
 
-    let mut key_names: HashMap<&str, usize> = HashMap::new();
-    let mut key_values: HashMap<&str, usize> = HashMap::new();
+    let mut key_names = FirstSeen::default();
+    let mut key_values = FirstSeen::default();
     for (i, k) in c
         .ai_gateway_client_keys
         .iter()
         .enumerate()
         .filter(|(_, k)| !k.name.is_empty())
     {
-        if let Some(first) = key_names.get(k.name.as_str()) {
+        if let Some(first) = key_names.check(k.name.as_str(), i) {
             cx.error(
                 "ai_duplicate_client",
                 &format!("ai_gateway_client_keys[{i}].name"),
@@ -689,21 +698,17 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
                 "client names must be unique: they are the identity rate limits count against"
                     .to_owned(),
             );
-        } else {
-            key_names.insert(&k.name, i);
         }
         if k.key.is_empty() {
             continue;
         }
-        if let Some(first) = key_values.get(k.key.as_str()) {
+        if let Some(first) = key_values.check(k.key.as_str(), i) {
             cx.error(
                 "ai_duplicate_client_key",
                 &format!("ai_gateway_client_keys[{i}].key"),
                 format!("this key is also the key of ai_gateway_client_keys[{first}]"),
                 "give every client its own key".to_owned(),
             );
-        } else {
-            key_values.insert(&k.key, i);
         }
     }
     if c.ai_gateway_external && c.ai_gateway_client_keys.is_empty() {
