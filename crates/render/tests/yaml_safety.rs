@@ -28,8 +28,11 @@ use proptest::strategy::ValueTree;
 /// Where a user string goes, and which characters its schema pattern lets through.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    /// A non-blank string: anything goes.
+    /// A non-blank string that reaches the cluster only encrypted: anything goes.
     Any,
+    /// A non-blank string in plain manifests: anything but the characters kustomize cannot
+    /// carry, which the schema refuses (`schema::unsafe_char`).
+    Text,
     /// `user@realm!token` (`^[^@\s]+@[^!\s]+![^\s]+$`).
     TokenId,
     /// `https://<host>/api2/json` with `[^/\s]+` as host.
@@ -54,10 +57,10 @@ enum Kind {
 /// patterns of plain letters, digits and `-`/`.`, so nothing hostile can reach them.
 const FIELDS: &[(&str, Kind)] = &[
     ("/cloudflare_token", Kind::Any),
-    ("/repository_branch", Kind::Any),
+    ("/repository_branch", Kind::Text),
     ("/proxmox_api_url", Kind::ProxmoxUrl),
-    ("/proxmox_region", Kind::Any),
-    ("/proxmox_storage", Kind::Any),
+    ("/proxmox_region", Kind::Text),
+    ("/proxmox_storage", Kind::Text),
     ("/proxmox_csi_token_id", Kind::TokenId),
     ("/proxmox_csi_token_secret", Kind::Any),
     ("/proxmox_ccm_token_id", Kind::TokenId),
@@ -73,7 +76,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("/ai_gateway_client_keys/1/key", Kind::ClientKey),
     ("/nodes/0/disk", Kind::DevicePath),
     ("/nodes/1/disk", Kind::Serial),
-    ("/nodes/1/kernel_modules/0", Kind::Any),
+    ("/nodes/1/kernel_modules/0", Kind::Text),
 ];
 
 /// A benign value unique to field `i`, valid for its kind, in mixed case so that a template
@@ -81,7 +84,9 @@ const FIELDS: &[(&str, Kind)] = &[
 fn marker(i: usize, kind: Kind) -> String {
     let stem = format!("Qz{i:02}Mk");
     match kind {
-        Kind::Any | Kind::ModelName | Kind::Regex | Kind::Serial => format!("{stem}Val"),
+        Kind::Any | Kind::Text | Kind::ModelName | Kind::Regex | Kind::Serial => {
+            format!("{stem}Val")
+        }
         Kind::DevicePath => format!("/dev/{stem}Val"),
         Kind::TokenId => format!("{stem}User@Realm!Tok"),
         Kind::ProxmoxUrl => format!("https://{stem}Host/api2/json"),
@@ -170,15 +175,31 @@ fn hostile_word(banned: &'static [char]) -> impl Strategy<Value = String> {
     hostile_any()
         .prop_map(move |s| {
             s.chars()
-                .filter(|c| !c.is_whitespace() && !banned.contains(c))
+                .filter(|c| !c.is_whitespace() && !banned.contains(c) && !schema_unportable(*c))
                 .collect::<String>()
         })
         .prop_filter("empty after filtering", |s| !s.is_empty())
 }
 
+/// `s` without the characters the schema refuses outside secrets.
+fn portable(s: &str) -> String {
+    s.chars().filter(|c| !schema_unportable(*c)).collect()
+}
+
+fn schema_unportable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
+}
+
 fn hostile_for(kind: Kind, i: usize) -> BoxedStrategy<String> {
     match kind {
         Kind::Any => hostile_any().boxed(),
+        Kind::Text => hostile_any()
+            .prop_map(|s| portable(&s))
+            .prop_filter("blank once portable", |s| !s.trim().is_empty())
+            .boxed(),
         Kind::TokenId => (
             hostile_word(&['@']),
             hostile_word(&['!']),
@@ -236,11 +257,16 @@ fn hostile_for(kind: Kind, i: usize) -> BoxedStrategy<String> {
         // Client keys must differ from each other.
         .prop_map(move |k| format!("{k}{i}"))
         .boxed(),
-        Kind::Regex => hostile_any().prop_map(|s| regex_escape(&s)).boxed(),
-        Kind::DevicePath => hostile_any().prop_map(|s| format!("/dev/{s}")).boxed(),
+        Kind::Regex => hostile_any()
+            .prop_map(|s| regex_escape(&format!("x{}", portable(&s))))
+            .boxed(),
+        Kind::DevicePath => hostile_any()
+            .prop_map(|s| format!("/dev/{}", portable(&s)))
+            .boxed(),
         Kind::Serial => hostile_any()
             .prop_map(|s| {
-                if s.starts_with('/') {
+                let s = portable(&s);
+                if s.starts_with('/') || s.trim().is_empty() {
                     format!("x{s}")
                 } else {
                     s
@@ -712,20 +738,24 @@ fn fit(nasty: &str, kind: Kind, i: usize) -> String {
     let word = |banned: &[char]| -> String {
         let w: String = nasty
             .chars()
-            .filter(|c| !c.is_whitespace() && !banned.contains(c))
+            .filter(|c| !c.is_whitespace() && !banned.contains(c) && !schema_unportable(*c))
             .collect();
         if w.is_empty() { "x".to_owned() } else { w }
     };
     match kind {
         Kind::Any => nasty.to_owned(),
+        Kind::Text if portable(nasty).trim().is_empty() => format!("x{}", portable(nasty)),
+        Kind::Text => portable(nasty),
         Kind::TokenId => format!("{}@{}!{}", word(&['@']), word(&['!']), word(&[])),
         Kind::ProxmoxUrl => format!("https://{}/api2/json", word(&['/'])),
         Kind::UrlPath => format!("/{}", word(&[])),
         Kind::ModelName | Kind::ClientKey => marker(i, kind),
-        Kind::Regex => regex_escape(nasty),
-        Kind::DevicePath => format!("/dev/{nasty}"),
-        Kind::Serial if nasty.starts_with('/') => format!("x{nasty}"),
-        Kind::Serial => nasty.to_owned(),
+        Kind::Regex => regex_escape(&format!("x{}", portable(nasty))),
+        Kind::DevicePath => format!("/dev/{}", portable(nasty)),
+        Kind::Serial if portable(nasty).trim().is_empty() || nasty.starts_with('/') => {
+            format!("x{}", portable(nasty))
+        }
+        Kind::Serial => portable(nasty),
     }
 }
 

@@ -333,7 +333,25 @@ impl<'a> Checker<'a> {
 
     fn string<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n str> {
         match &node.value {
-            Value::Str(s) => Some(s),
+            Value::Str(s) => {
+                // Secret values reach the cluster encrypted, past kustomize; everything else
+                // goes through kustomize (go-yaml), which refuses or rewrites these characters.
+                let field = path.rsplit('.').next().unwrap_or(path);
+                let field = field.split('[').next().unwrap_or(field);
+                if !SECRET_FIELDS.contains(&field)
+                    && let Some(c) = s.chars().find(|c| is_unportable(*c))
+                {
+                    self.error(
+                        "unsafe_char",
+                        path,
+                        node,
+                        format!("contains the character U+{:04X}, which kustomize and Flux cannot carry unchanged", c as u32),
+                        Some("remove it; it is usually an invisible leftover of copy and paste".to_owned()),
+                    );
+                    return None;
+                }
+                Some(s)
+            }
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
                 let text = node.scalar_text();
                 self.type_error(
@@ -419,6 +437,24 @@ impl<'a> Checker<'a> {
             help,
         );
     }
+}
+
+/// Keys whose values only reach the cluster inside encrypted Secrets.
+const SECRET_FIELDS: &[&str] = &[
+    "cloudflare_token",
+    "proxmox_csi_token_secret",
+    "proxmox_ccm_token_secret",
+    "api_key",
+    "key",
+];
+
+/// Characters go-yaml (in kustomize, hence Flux) refuses (DEL, C1 controls, the byte-order mark,
+/// noncharacters U+FFFE/U+FFFF) or rewrites as line breaks (NEL, U+2028, U+2029).
+pub fn is_unportable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
 }
 
 pub fn join(path: &str, key: &str) -> String {

@@ -366,34 +366,33 @@ fn node_rules(cx: &mut Ctx<'_>, nodes: &[Node]) {
                 "choose another hostname, e.g. k8s-0".to_owned(),
             );
         }
-        if !n.name.is_empty() {
-            if let Some(first) = names.check(n.name.as_str(), i) {
-                cx.error(
-                    "duplicate_node_name",
-                    &format!("nodes[{i}].name"),
-                    format!("node name `{}` is also used by nodes[{first}]", n.name),
-                    "node names must be unique".to_owned(),
-                );
-                cx.note_at(
-                    "first used here".to_owned(),
-                    &format!("nodes[{first}].name"),
-                );
-            }
+        if !n.name.is_empty()
+            && let Some(first) = names.check(n.name.as_str(), i)
+        {
+            cx.error(
+                "duplicate_node_name",
+                &format!("nodes[{i}].name"),
+                format!("node name `{}` is also used by nodes[{first}]", n.name),
+                "node names must be unique".to_owned(),
+            );
+            cx.note_at(
+                "first used here".to_owned(),
+                &format!("nodes[{first}].name"),
+            );
         }
-        if !n.mac_addr.is_empty() {
-            if let Some(first) = macs.check(n.mac_addr.as_str(), i) {
-                cx.error(
-                    "duplicate_mac",
-                    &format!("nodes[{i}].mac_addr"),
-                    format!("MAC address {} is also used by nodes[{first}]", n.mac_addr),
-                    "each node's interface has its own MAC address; check for a copy-paste"
-                        .to_owned(),
-                );
-                cx.note_at(
-                    "first used here".to_owned(),
-                    &format!("nodes[{first}].mac_addr"),
-                );
-            }
+        if !n.mac_addr.is_empty()
+            && let Some(first) = macs.check(n.mac_addr.as_str(), i)
+        {
+            cx.error(
+                "duplicate_mac",
+                &format!("nodes[{i}].mac_addr"),
+                format!("MAC address {} is also used by nodes[{first}]", n.mac_addr),
+                "each node's interface has its own MAC address; check for a copy-paste".to_owned(),
+            );
+            cx.note_at(
+                "first used here".to_owned(),
+                &format!("nodes[{first}].mac_addr"),
+            );
         }
     }
     let controllers_known =
