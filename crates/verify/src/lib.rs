@@ -321,8 +321,12 @@ fn schema_hint(e: &FieldError) -> Option<String> {
 }
 
 fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    fn key(d: &Diagnostic) -> Option<(&Path, u32, u32)> {
+        d.location
+            .as_ref()
+            .map(|l| (l.file.as_path(), l.line, l.col))
+    }
     diags.sort_by(|a, b| {
-        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.col));
         key(a)
             .cmp(&key(b))
             .then_with(|| a.code.cmp(&b.code))
