@@ -724,34 +724,48 @@ impl<'t> Kustomizer<'t> {
                 }
             } else if self.tree.exists(&rel) {
                 self.consumed.insert(rel.clone());
-                let docs = self
+                // Each document as JSON, or where it is if it is not a Kubernetes object.
+                let docs: Vec<(usize, Result<Value, Location>)> = self
                     .tree
                     .file(&rel)
-                    .map(|f| f.docs.clone())
+                    .map(|f| {
+                        f.docs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, d)| !d.is_null())
+                            .map(|(i, d)| {
+                                let value = d.to_json();
+                                let has = |k: &str| {
+                                    value
+                                        .get(k)
+                                        .and_then(Value::as_str)
+                                        .is_some_and(|s| !s.is_empty())
+                                };
+                                if has("apiVersion") && has("kind") {
+                                    (i, Ok(value))
+                                } else {
+                                    (i, Err(d.location(&rel)))
+                                }
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                for (i, d) in docs.iter().enumerate() {
-                    if d.is_null() {
-                        continue;
-                    }
-                    let value = d.to_json();
-                    let has = |k: &str| {
-                        value
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| !s.is_empty())
+                for (i, doc) in docs {
+                    let value = match doc {
+                        Ok(value) => value,
+                        Err(loc) => {
+                            self.diagnostics.push(
+                                Diagnostic::error(
+                                    "verify::kustomize_invalid",
+                                    "",
+                                    "document is not a Kubernetes object: `apiVersion` and `kind` are required".to_owned(),
+                                )
+                                .at(Some(loc)),
+                            );
+                            ok = false;
+                            continue;
+                        }
                     };
-                    if !(has("apiVersion") && has("kind")) {
-                        self.diagnostics.push(
-                            Diagnostic::error(
-                                "verify::kustomize_invalid",
-                                "",
-                                "document is not a Kubernetes object: `apiVersion` and `kind` are required".to_owned(),
-                            )
-                            .at(Some(d.location(&rel))),
-                        );
-                        ok = false;
-                        continue;
-                    }
                     let obj = Obj {
                         value,
                         file: rel.clone(),

@@ -38,6 +38,7 @@ mod validate;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use schema::Diagnostic;
 
@@ -47,7 +48,7 @@ pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
 pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
 
-use crate::kustomize::{Kustomizer, Obj, Scopes};
+use crate::kustomize::{Built, Kustomizer, Scopes};
 
 /// Verifies the rendered tree at `root`.
 pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report {
@@ -65,12 +66,12 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     let flux_consumed = kustomizer.consumed.clone();
     // Every kustomization directory must build on its own too (as kubeconform.sh does), also
     // the ones no Flux Kustomization reaches.
-    let mut standalone: Vec<Obj> = Vec::new();
+    let mut standalone: Vec<Rc<Built>> = Vec::new();
     let dirs = kustomization_dirs(&mut kustomizer, &config.manifests);
     stats.kustomize_dirs = dirs.len();
     for dir in dirs {
         if let Some(built) = kustomizer.build_dir(&dir) {
-            standalone.extend(built.objects.iter().cloned());
+            standalone.push(built);
         }
     }
     diags.append(&mut kustomizer.diagnostics);
@@ -210,7 +211,7 @@ fn check_schemas(
     tree: &tree::Tree,
     schemas: &SchemaSet,
     graph: &flux::FluxGraph,
-    standalone: &[Obj],
+    standalone: &[Rc<Built>],
     diags: &mut Vec<Diagnostic>,
     stats: &mut Stats,
 ) {
@@ -229,12 +230,15 @@ fn check_schemas(
     let mut cel_stats = cel::CelStats::default();
     // One check per source document: the copy Flux applies first, the standalone kustomize
     // build of a directory only for documents no Flux Kustomization reaches.
-    let mut seen: HashSet<(PathBuf, usize)> = HashSet::new();
+    let mut seen: HashSet<(&Path, usize)> = HashSet::new();
     let mut missing: BTreeSet<String> = BTreeSet::new();
-    let objects = graph.objects.iter().map(|o| &o.obj).chain(standalone);
+    let objects = graph
+        .objects
+        .iter()
+        .map(|o| &o.obj)
+        .chain(standalone.iter().flat_map(|b| b.objects.iter()));
     for obj in objects {
-        let key = (obj.file.clone(), obj.doc);
-        if !seen.insert(key) {
+        if !seen.insert((obj.file.as_path(), obj.doc)) {
             continue;
         }
         let report = object::check_object(schemas, &env, &obj.value, &mut cel_stats);
