@@ -154,7 +154,12 @@ pub(crate) fn evaluate(
     }
 }
 
-fn run_rule(scope: &cel::Context<'_>, rule: &Rule, type_name: &str, path: &str) -> Option<FieldError> {
+fn run_rule(
+    scope: &cel::Context<'_>,
+    rule: &Rule,
+    type_name: &str,
+    path: &str,
+) -> Option<FieldError> {
     let program = match rule.program() {
         Ok(p) => p,
         Err(e) => {

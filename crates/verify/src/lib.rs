@@ -30,6 +30,7 @@ mod flux;
 mod kustomize;
 mod object;
 mod openapi;
+mod par;
 pub mod pins;
 mod report;
 mod schemaset;
@@ -48,7 +49,7 @@ pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
 pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
 
-use crate::kustomize::{Built, Kustomizer, Scopes};
+use crate::kustomize::{Built, Kustomizer, Obj, Scopes};
 
 /// Verifies the rendered tree at `root`.
 pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report {
@@ -226,22 +227,34 @@ fn check_schemas(
         );
         return;
     }
-    let env = cel::CelEnv::new();
-    let mut cel_stats = cel::CelStats::default();
     // One check per source document: the copy Flux applies first, the standalone kustomize
     // build of a directory only for documents no Flux Kustomization reaches.
     let mut seen: HashSet<(&Path, usize)> = HashSet::new();
-    let mut missing: BTreeSet<String> = BTreeSet::new();
-    let objects = graph
+    let objects: Vec<&Obj> = graph
         .objects
         .iter()
         .map(|o| &o.obj)
-        .chain(standalone.iter().flat_map(|b| b.objects.iter()));
-    for obj in objects {
-        if !seen.insert((obj.file.as_path(), obj.doc)) {
-            continue;
-        }
-        let report = object::check_object(schemas, &env, &obj.value, &mut cel_stats);
+        .chain(standalone.iter().flat_map(|b| b.objects.iter()))
+        .filter(|obj| seen.insert((obj.file.as_path(), obj.doc)))
+        .collect();
+    // Objects are checked independently (in parallel); their findings are taken in order.
+    let (reports, envs) = par::map_with(
+        &objects,
+        || (cel::CelEnv::new(), cel::CelStats::default()),
+        |(env, cel_stats), obj| {
+            let mut report = object::check_object(schemas, env, &obj.value, cel_stats);
+            // Only the findings are kept; the defaulted copy is freed on the worker.
+            report.defaulted = serde_json::Value::Null;
+            report
+        },
+    );
+    let mut cel_stats = cel::CelStats::default();
+    for (_, s) in &envs {
+        cel_stats.evaluated += s.evaluated;
+        cel_stats.skipped_unknown += s.skipped_unknown;
+    }
+    let mut missing: BTreeSet<String> = BTreeSet::new();
+    for (obj, report) in objects.into_iter().zip(reports) {
         match &report.schema {
             SchemaUse::Missing => {
                 missing.insert(format!("{} {}", obj.api_version(), obj.kind()));
