@@ -106,9 +106,16 @@ pub(crate) fn evaluate(
         if contains_unknown(value) {
             stats.skipped_unknown += n.rules.len();
         } else {
-            let bound = to_cel(graph, Some(id), value);
+            // One scope per node for all its rules: binding `self` copies the whole value into
+            // the interpreter's representation, so it is done once, not once per rule. Only
+            // transition rules mention `oldSelf`, so binding it for all of them changes nothing.
+            let mut scope = env.ctx.new_inner_scope();
+            scope.add_variable_from_value("self", to_cel(graph, Some(id), value));
+            if n.rules.iter().any(|r| r.transition && r.optional_old_self) {
+                scope.add_variable_from_value("oldSelf", env.none.clone());
+            }
             for rule in &n.rules {
-                if let Some(e) = run_rule(env, rule, &bound, n.type_name(), path) {
+                if let Some(e) = run_rule(&scope, rule, n.type_name(), path) {
                     errors.push(e);
                 }
                 stats.evaluated += 1;
@@ -148,9 +155,8 @@ pub(crate) fn evaluate(
 }
 
 fn run_rule(
-    env: &CelEnv,
+    scope: &cel::Context<'_>,
     rule: &Rule,
-    bound: &cel::Value,
     type_name: &str,
     path: &str,
 ) -> Option<FieldError> {
@@ -168,22 +174,17 @@ fn run_rule(
         // Transition rules only run on updates; a manifest is a create.
         return None;
     }
-    let mut scope = env.ctx.new_inner_scope();
-    scope.add_variable_from_value("self", bound.clone());
-    if rule.transition {
-        scope.add_variable_from_value("oldSelf", env.none.clone());
-    }
     let error_path = match rule.field_path.as_deref() {
         Some(fp) => field_path(path, fp),
         None => path.to_owned(),
     };
-    match program.execute(&scope) {
+    match program.execute(scope) {
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => {
             let message = rule
                 .message_expression()
                 .and_then(Result::ok)
-                .and_then(|m| match m.execute(&scope) {
+                .and_then(|m| match m.execute(scope) {
                     Ok(cel::Value::String(s)) if !s.trim().is_empty() => Some((*s).clone()),
                     _ => None,
                 })

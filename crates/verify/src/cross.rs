@@ -6,7 +6,7 @@
 //! that says what to write instead. Rules only speak about what the tree shows: a reference
 //! into a namespace where a Helm chart we do not model could create the target is not judged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use schema::Diagnostic;
 use serde_json::Value;
@@ -28,9 +28,24 @@ pub(crate) struct CrossStats {
     pub(crate) unverifiable: usize,
 }
 
+/// (group, kind, namespace — `default` when unset —, name).
+type Key<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 struct Ctx<'a> {
     tree: &'a Tree,
     objs: Vec<&'a Obj>,
+    /// The first object of each key (what a linear `find` would return).
+    by_key: HashMap<Key<'a>, &'a Obj>,
+    /// Objects of each (group, kind), in order.
+    by_kind: HashMap<(&'a str, &'a str), Vec<&'a Obj>>,
+    /// The first BackendTLSPolicy targeting each Envoy Gateway Backend (namespace, name).
+    tls_policy: HashMap<(&'a str, &'a str), &'a Obj>,
+    /// BackendSecurityPolicies targeting each AIServiceBackend (namespace, name), in order.
+    bsp_targeting: HashMap<(&'a str, &'a str), Vec<&'a Obj>>,
+    /// ReferenceGrants per namespace, in order.
+    grants: HashMap<&'a str, Vec<&'a Obj>>,
+    /// Namespaces of the Gateways of each name, in order.
+    gateway_namespaces: HashMap<&'a str, Vec<&'a str>>,
     diags: Vec<Diagnostic>,
     stats: CrossStats,
     eg: Option<Chart<'a>>,
@@ -48,22 +63,28 @@ struct Chart<'a> {
 
 pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossStats) {
     // One copy per object: a double apply is the ownership check's finding, not every rule's.
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     let objs: Vec<&Obj> = graph
         .objects
         .iter()
         .map(|o| &o.obj)
         .filter(|o| {
             seen.insert((
-                o.group().to_owned(),
-                o.kind().to_owned(),
-                o.namespace().unwrap_or_default().to_owned(),
-                o.name().to_owned(),
+                o.group(),
+                o.kind(),
+                o.namespace().unwrap_or_default(),
+                o.name(),
             ))
         })
         .collect();
     let mut cx = Ctx {
         tree,
+        by_key: HashMap::new(),
+        by_kind: HashMap::new(),
+        tls_policy: HashMap::new(),
+        bsp_targeting: HashMap::new(),
+        grants: HashMap::new(),
+        gateway_namespaces: HashMap::new(),
         objs,
         diags: Vec::new(),
         stats: CrossStats::default(),
@@ -71,6 +92,7 @@ pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossSt
         aigw: None,
         opaque_namespaces: BTreeSet::new(),
     };
+    cx.index();
     cx.find_charts();
     cx.aigw_backend_refs();
     cx.aisb_backends();
@@ -104,18 +126,60 @@ fn unknown(s: &str) -> bool {
 }
 
 impl<'a> Ctx<'a> {
+    /// Builds every lookup the rules use, once, so that each rule is linear in the objects and
+    /// references it reads.
+    fn index(&mut self) {
+        for &o in &self.objs {
+            self.by_key
+                .entry((o.group(), o.kind(), ns(o), o.name()))
+                .or_insert(o);
+            self.by_kind
+                .entry((o.group(), o.kind()))
+                .or_default()
+                .push(o);
+        }
+        for p in self.all(GWAPI, "BackendTLSPolicy") {
+            for t in arr(&p.value, "/spec/targetRefs") {
+                if s(t, "/group") == Some(EG) && s(t, "/kind") == Some("Backend") {
+                    if let Some(name) = s(t, "/name") {
+                        self.tls_policy.entry((ns(p), name)).or_insert(p);
+                    }
+                }
+            }
+        }
+        for p in self.all(AIGW, "BackendSecurityPolicy") {
+            for t in arr(&p.value, "/spec/targetRefs") {
+                if s(t, "/kind") != Some("AIServiceBackend") {
+                    continue;
+                }
+                let Some(name) = s(t, "/name") else { continue };
+                let list = self.bsp_targeting.entry((ns(p), name)).or_default();
+                // A policy naming the backend twice still counts once.
+                if !list.last().is_some_and(|l| std::ptr::eq(*l, p)) {
+                    list.push(p);
+                }
+            }
+        }
+        for g in self.all(GWAPI, "ReferenceGrant") {
+            self.grants.entry(ns(g)).or_default().push(g);
+        }
+        for g in self.all(GWAPI, "Gateway") {
+            self.gateway_namespaces
+                .entry(g.name())
+                .or_default()
+                .push(ns(g));
+        }
+    }
+
     fn find(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<&'a Obj> {
-        self.objs.iter().copied().find(|o| {
-            o.group() == group && o.kind() == kind && ns(o) == namespace && o.name() == name
-        })
+        self.by_key.get(&(group, kind, namespace, name)).copied()
     }
 
     fn all(&self, group: &str, kind: &str) -> Vec<&'a Obj> {
-        self.objs
-            .iter()
-            .copied()
-            .filter(|o| o.group() == group && o.kind() == kind)
-            .collect()
+        self.by_kind
+            .get(&(group, kind))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn error(&mut self, code: &str, obj: &Obj, path: &str, message: String, help: &str) {
@@ -276,19 +340,7 @@ impl<'a> Ctx<'a> {
 
     /// Checks that a BackendTLSPolicy targets Backend `be` and validates each FQDN host.
     fn require_tls_policy(&mut self, be: &Obj, hosts: &[(usize, String)], code: &str, why: &str) {
-        let policies: Vec<&Obj> = self
-            .all(GWAPI, "BackendTLSPolicy")
-            .into_iter()
-            .filter(|p| {
-                ns(p) == ns(be)
-                    && arr(&p.value, "/spec/targetRefs").iter().any(|t| {
-                        s(t, "/group") == Some(EG)
-                            && s(t, "/kind") == Some("Backend")
-                            && s(t, "/name") == Some(be.name())
-                    })
-            })
-            .collect();
-        let Some(policy) = policies.first() else {
+        let Some(&policy) = self.tls_policy.get(&(ns(be), be.name())) else {
             self.error(
                 code,
                 be,
@@ -357,17 +409,11 @@ impl<'a> Ctx<'a> {
             self.policy_secret(bsp);
         }
         for sb in self.all(AIGW, "AIServiceBackend") {
-            let targeting: Vec<&Obj> = bsps
-                .iter()
-                .copied()
-                .filter(|p| {
-                    ns(p) == ns(sb)
-                        && arr(&p.value, "/spec/targetRefs").iter().any(|t| {
-                            s(t, "/kind") == Some("AIServiceBackend")
-                                && s(t, "/name") == Some(sb.name())
-                        })
-                })
-                .collect();
+            let targeting: Vec<&Obj> = self
+                .bsp_targeting
+                .get(&(ns(sb), sb.name()))
+                .cloned()
+                .unwrap_or_default();
             if targeting.len() > 1 {
                 let names: Vec<&str> = targeting.iter().map(|p| p.name()).collect();
                 self.error(
@@ -625,10 +671,12 @@ impl<'a> Ctx<'a> {
                     None => {
                         if self.judgeable(&gns) {
                             let elsewhere: Vec<String> = self
-                                .all(GWAPI, "Gateway")
+                                .gateway_namespaces
+                                .get(name)
+                                .map(Vec::as_slice)
+                                .unwrap_or_default()
                                 .iter()
-                                .filter(|g| g.name() == name)
-                                .map(|g| format!("`{}`", ns(g)))
+                                .map(|gns| format!("`{gns}`"))
                                 .collect();
                             let help = if elsewhere.is_empty() {
                                 "attach to a Gateway the tree defines".to_owned()
@@ -677,12 +725,13 @@ impl<'a> Ctx<'a> {
     /// AIGatewayRoute computes, and Envoy Gateway has a Redis rate-limit backend.
     fn rate_limits(&mut self) {
         let mut any_global = None;
+        let costs = RouteCosts::new(&self.all(AIGW, "AIGatewayRoute"));
         for btp in self.all(EG, "BackendTrafficPolicy") {
             let rules = arr(&btp.value, "/spec/rateLimit/global/rules");
             if !rules.is_empty() && any_global.is_none() {
                 any_global = Some(btp);
             }
-            let routes = self.routes_for_policy(btp);
+            let policy_keys = costs.for_policy(btp);
             for (r, rule) in rules.iter().enumerate() {
                 for which in ["request", "response"] {
                     let Some(meta) = rule.pointer(&format!("/cost/{which}/metadata")) else {
@@ -692,11 +741,7 @@ impl<'a> Ctx<'a> {
                         continue;
                     }
                     let key = s(meta, "/key").unwrap_or_default();
-                    let keys: BTreeSet<String> = routes
-                        .iter()
-                        .flat_map(|rt| arr(&rt.value, "/spec/llmRequestCosts"))
-                        .filter_map(|c| s(c, "/metadataKey").map(str::to_owned))
-                        .collect();
+                    let keys = policy_keys.clone();
                     if keys.contains(key) || unknown(key) {
                         continue;
                     }
@@ -779,32 +824,6 @@ impl<'a> Ctx<'a> {
                 None => {}
             }
         }
-    }
-
-    /// AIGatewayRoutes a BackendTrafficPolicy applies to: those attached to a targeted Gateway,
-    /// or (for route targets and selectors) all routes of the namespace.
-    fn routes_for_policy(&self, btp: &Obj) -> Vec<&'a Obj> {
-        let mut targets: Vec<&Value> = arr(&btp.value, "/spec/targetRefs").iter().collect();
-        if let Some(t) = btp.value.pointer("/spec/targetRef") {
-            targets.push(t);
-        }
-        let gateways: Vec<&str> = targets
-            .iter()
-            .filter(|t| s(t, "/kind") == Some("Gateway"))
-            .filter_map(|t| s(t, "/name"))
-            .collect();
-        self.all(AIGW, "AIGatewayRoute")
-            .into_iter()
-            .filter(|rt| {
-                if gateways.is_empty() {
-                    return true;
-                }
-                arr(&rt.value, "/spec/parentRefs").iter().any(|p| {
-                    let gns = s(p, "/namespace").unwrap_or(ns(rt));
-                    gns == ns(btp) && s(p, "/name").is_some_and(|n| gateways.contains(&n))
-                })
-            })
-            .collect()
     }
 
     /// Issue 3 of the seed README: AI Gateway only works if Envoy Gateway calls its extension
@@ -933,6 +952,12 @@ impl<'a> Ctx<'a> {
     /// Gateway creates for Gateways, named by its deploy mode.
     fn httproute_backends(&mut self) {
         let envoy_services = self.envoy_services();
+        let mut envoy_by_name: HashMap<(&str, &str), &EnvoyService> = HashMap::new();
+        for e in &envoy_services {
+            envoy_by_name
+                .entry((e.namespace.as_str(), e.name.as_str()))
+                .or_insert(e);
+        }
         for route in self.all(GWAPI, "HTTPRoute") {
             for (r, rule) in arr(&route.value, "/spec/rules").iter().enumerate() {
                 for (b, br) in arr(rule, "/backendRefs").iter().enumerate() {
@@ -969,16 +994,13 @@ impl<'a> Ctx<'a> {
                                 .filter_map(|p| p.get("port").and_then(Value::as_i64))
                                 .collect(),
                         )
-                    } else if let Some(es) = envoy_services
-                        .iter()
-                        .find(|e| e.namespace == sns && e.name == name)
-                    {
+                    } else if let Some(es) = envoy_by_name.get(&(sns.as_str(), name)) {
                         Some(es.ports.clone())
                     } else if self.chart_service(&sns, name) {
                         None
                     } else {
                         let looks_envoy = name.starts_with("envoy-")
-                            || self.all(GWAPI, "Gateway").iter().any(|g| g.name() == name);
+                            || self.gateway_namespaces.contains_key(name);
                         if !looks_envoy && !self.judgeable(&sns) {
                             continue;
                         }
@@ -1102,8 +1124,9 @@ impl<'a> Ctx<'a> {
         }
         let class = s(&gw.value, "/spec/gatewayClassName")?;
         let gc = self
-            .all(GWAPI, "GatewayClass")
-            .into_iter()
+            .by_kind
+            .get(&(GWAPI, "GatewayClass"))?
+            .iter()
             .find(|c| c.name() == class)?;
         let p = gc.value.pointer("/spec/parametersRef")?;
         if s(p, "/kind") != Some("EnvoyProxy") {
@@ -1130,18 +1153,21 @@ impl<'a> Ctx<'a> {
         to_name: &str,
         path: &str,
     ) {
-        let granted = self.all(GWAPI, "ReferenceGrant").iter().any(|g| {
-            ns(g) == to_ns
-                && arr(&g.value, "/spec/from").iter().any(|f| {
-                    s(f, "/group") == Some(from_group)
-                        && s(f, "/kind") == Some(from_kind)
-                        && s(f, "/namespace") == Some(ns(from))
-                })
-                && arr(&g.value, "/spec/to").iter().any(|t| {
-                    s(t, "/group").unwrap_or("") == to_group
-                        && s(t, "/kind") == Some(to_kind)
-                        && s(t, "/name").is_none_or(|n| n == to_name)
-                })
+        let grants = self
+            .grants
+            .get(to_ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let granted = grants.iter().any(|g| {
+            arr(&g.value, "/spec/from").iter().any(|f| {
+                s(f, "/group") == Some(from_group)
+                    && s(f, "/kind") == Some(from_kind)
+                    && s(f, "/namespace") == Some(ns(from))
+            }) && arr(&g.value, "/spec/to").iter().any(|t| {
+                s(t, "/group").unwrap_or("") == to_group
+                    && s(t, "/kind") == Some(to_kind)
+                    && s(t, "/name").is_none_or(|n| n == to_name)
+            })
         });
         if !granted {
             self.error(
@@ -1159,6 +1185,66 @@ impl<'a> Ctx<'a> {
                 ),
             );
         }
+    }
+}
+
+/// The `llmRequestCosts` metadata keys of the AIGatewayRoutes, per parent Gateway and in total,
+/// so that each BackendTrafficPolicy reads its keys without scanning every route.
+struct RouteCosts<'a> {
+    /// Keys written by the routes attached to each Gateway (namespace, name).
+    per_gateway: HashMap<(&'a str, &'a str), BTreeSet<&'a str>>,
+    /// Keys written by any route.
+    all: BTreeSet<&'a str>,
+}
+
+impl<'a> RouteCosts<'a> {
+    fn new(routes: &[&'a Obj]) -> RouteCosts<'a> {
+        let mut out = RouteCosts {
+            per_gateway: HashMap::new(),
+            all: BTreeSet::new(),
+        };
+        for &rt in routes {
+            let keys: Vec<&str> = arr(&rt.value, "/spec/llmRequestCosts")
+                .iter()
+                .filter_map(|c| s(c, "/metadataKey"))
+                .collect();
+            out.all.extend(&keys);
+            for p in arr(&rt.value, "/spec/parentRefs") {
+                let gns = s(p, "/namespace").unwrap_or(ns(rt));
+                if let Some(name) = s(p, "/name") {
+                    out.per_gateway
+                        .entry((gns, name))
+                        .or_default()
+                        .extend(&keys);
+                }
+            }
+        }
+        out
+    }
+
+    /// Keys of the AIGatewayRoutes a BackendTrafficPolicy applies to: those attached to a
+    /// targeted Gateway, or (for route targets and selectors) all routes.
+    fn for_policy(&self, btp: &Obj) -> BTreeSet<String> {
+        let mut targets: Vec<&Value> = arr(&btp.value, "/spec/targetRefs").iter().collect();
+        if let Some(t) = btp.value.pointer("/spec/targetRef") {
+            targets.push(t);
+        }
+        let gateways: Vec<&str> = targets
+            .iter()
+            .filter(|t| s(t, "/kind") == Some("Gateway"))
+            .filter_map(|t| s(t, "/name"))
+            .collect();
+        let keys: BTreeSet<&str> = if gateways.is_empty() {
+            self.all.clone()
+        } else {
+            gateways
+                .iter()
+                .filter_map(|g| self.per_gateway.get(&(ns(btp), *g)))
+                .flatten()
+                .copied()
+                .collect()
+        };
+        keys.into_iter().map(str::to_owned).collect()
     }
 }
 

@@ -6,7 +6,7 @@
 //! build are followed in turn. The result is the desired cluster state with an owner for every
 //! object — two owners for one object is the double apply of the plan's §11.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use schema::{Diagnostic, Location};
@@ -88,6 +88,9 @@ pub(crate) fn resolve(k: &mut Kustomizer<'_>, config: &VerifyConfig) -> FluxGrap
         );
         return g;
     }
+    // (namespace, name) of every Kustomization followed so far.
+    let mut followed: HashSet<(String, String)> = HashSet::new();
+    followed.insert((config.entry.namespace.clone(), config.entry.name.clone()));
     let mut head = 0;
     while head < queue.len() {
         let (owner, path, overrides) = queue[head].clone();
@@ -114,13 +117,15 @@ pub(crate) fn resolve(k: &mut Kustomizer<'_>, config: &VerifyConfig) -> FluxGrap
                     .with_help("set `namespace:` in the kustomization.yaml that lists this file, or `spec.targetNamespace` on the Flux Kustomization"),
                 );
             }
-            let known = g.kustomizations.iter().any(|k| {
-                Some(k.name.as_str()) == Some(obj.name())
-                    && Some(k.namespace.as_str()) == Some(obj.namespace().unwrap_or("default"))
-            });
             // A Kustomization applied twice is reported by the ownership check; following it a
             // second time would only repeat every finding below it.
-            if obj.group() == KS_GROUP && obj.kind() == "Kustomization" && !known {
+            if obj.group() == KS_GROUP
+                && obj.kind() == "Kustomization"
+                && followed.insert((
+                    obj.namespace().unwrap_or("default").to_owned(),
+                    obj.name().to_owned(),
+                ))
+            {
                 let idx = g.kustomizations.len();
                 g.kustomizations.push(FluxKs {
                     name: obj.name().to_owned(),
@@ -285,6 +290,11 @@ fn check_depends_on(tree: &Tree, g: &mut FluxGraph) {
         .enumerate()
         .map(|(i, k)| ((k.namespace.clone(), k.name.clone()), i))
         .collect();
+    // Namespaces per Kustomization name, in order, for the hint of a reference that misses.
+    let mut by_name: HashMap<&str, Vec<&str>> = HashMap::new();
+    for k in &g.kustomizations {
+        by_name.entry(&k.name).or_default().push(&k.namespace);
+    }
     let mut edges: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut diags = Vec::new();
     for (i, ks) in g.kustomizations.iter().enumerate() {
@@ -306,11 +316,12 @@ fn check_depends_on(tree: &Tree, g: &mut FluxGraph) {
             match index.get(&(ns.to_owned(), name.to_owned())) {
                 Some(&j) => edges.entry(i).or_default().push(j),
                 None => {
-                    let elsewhere: Vec<String> = g
-                        .kustomizations
+                    let elsewhere: Vec<String> = by_name
+                        .get(name)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
                         .iter()
-                        .filter(|k| k.name == name)
-                        .map(|k| format!("`{}`", k.namespace))
+                        .map(|ns| format!("`{ns}`"))
                         .collect();
                     let help = if elsewhere.is_empty() {
                         format!(
@@ -399,14 +410,22 @@ fn check_depends_on(tree: &Tree, g: &mut FluxGraph) {
 }
 
 fn check_helm(tree: &Tree, g: &mut FluxGraph) {
-    let find = |group: &str, kind: &str, ns: &str, name: &str| {
-        g.objects.iter().any(|o| {
-            o.obj.group() == group
-                && o.obj.kind() == kind
-                && o.obj.namespace().unwrap_or("default") == ns
-                && o.obj.name() == name
+    // Every applied object by (group, kind, namespace or `default`, name).
+    let applied: HashSet<(&str, &str, &str, &str)> = g
+        .objects
+        .iter()
+        .map(|o| {
+            let o = &o.obj;
+            (
+                o.group(),
+                o.kind(),
+                o.namespace().unwrap_or("default"),
+                o.name(),
+            )
         })
-    };
+        .collect();
+    let find =
+        |group: &str, kind: &str, ns: &str, name: &str| applied.contains(&(group, kind, ns, name));
     let mut diags = Vec::new();
     for o in &g.objects {
         let obj = &o.obj;

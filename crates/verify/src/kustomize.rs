@@ -34,23 +34,44 @@ pub(crate) struct Obj {
 }
 
 impl Obj {
-    pub(crate) fn str_at(&self, pointer: &str) -> Option<&str> {
-        self.value.pointer(pointer).and_then(Value::as_str)
-    }
+    // The accessors below read fields with `get` rather than `Value::pointer`, which allocates
+    // (it unescapes every segment): they run for every object in every index and lookup.
     pub(crate) fn api_version(&self) -> &str {
-        self.str_at("/apiVersion").unwrap_or_default()
+        self.value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
     pub(crate) fn kind(&self) -> &str {
-        self.str_at("/kind").unwrap_or_default()
+        self.value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
     pub(crate) fn group(&self) -> &str {
         self.api_version().split_once('/').map_or("", |(g, _)| g)
     }
     pub(crate) fn name(&self) -> &str {
-        self.str_at("/metadata/name").unwrap_or_default()
+        self.meta("name").unwrap_or_default()
     }
     pub(crate) fn namespace(&self) -> Option<&str> {
-        self.str_at("/metadata/namespace")
+        self.meta("namespace")
+    }
+    fn meta(&self, key: &str) -> Option<&str> {
+        self.value
+            .get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+    }
+    /// The id kustomize registers an object under (before any scope is known): group, kind,
+    /// namespace (empty when unset), name.
+    fn res_id(&self) -> ResId {
+        (
+            self.group().to_owned(),
+            self.kind().to_owned(),
+            self.namespace().unwrap_or_default().to_owned(),
+            self.name().to_owned(),
+        )
     }
     /// `Kind/name` or `Kind/namespace/name` for messages.
     pub(crate) fn display(&self) -> String {
@@ -61,9 +82,30 @@ impl Obj {
     }
 }
 
+type ResId = (String, String, String, String);
+
+/// The objects of one build in order, with the position of the first object of each id (what
+/// kustomize's resource map refuses a second time).
+#[derive(Default)]
+struct Building {
+    objects: Vec<Obj>,
+    first: HashMap<ResId, usize>,
+}
+
+impl Building {
+    /// Re-reads every id after a transformation may have changed namespaces or names.
+    fn reindex(&mut self) {
+        self.first.clear();
+        for (i, o) in self.objects.iter().enumerate() {
+            self.first.entry(o.res_id()).or_insert(i);
+        }
+    }
+}
+
 /// Which kinds are cluster-scoped.
 pub(crate) struct Scopes {
-    known: HashMap<(String, String), bool>,
+    /// group → kind → namespaced (nested so that a lookup by `&str` allocates nothing).
+    known: HashMap<String, HashMap<String, bool>>,
 }
 
 /// Built-in kinds and their scope (the ones a GitOps tree meets).
@@ -127,23 +169,25 @@ const BUILTIN_SCOPES: &[(&str, &str, bool)] = &[
 
 impl Scopes {
     pub(crate) fn new() -> Scopes {
-        let known = BUILTIN_SCOPES
-            .iter()
-            .map(|(g, k, ns)| ((g.to_string(), k.to_string()), *ns))
-            .collect();
-        Scopes { known }
+        let mut scopes = Scopes {
+            known: HashMap::new(),
+        };
+        for (g, k, ns) in BUILTIN_SCOPES {
+            scopes.insert(g, k, *ns);
+        }
+        scopes
     }
 
     pub(crate) fn insert(&mut self, group: &str, kind: &str, namespaced: bool) {
         self.known
-            .insert((group.to_owned(), kind.to_owned()), namespaced);
+            .entry(group.to_owned())
+            .or_default()
+            .insert(kind.to_owned(), namespaced);
     }
 
     /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` unknown.
     pub(crate) fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
-        self.known
-            .get(&(group.to_owned(), kind.to_owned()))
-            .copied()
+        self.known.get(group)?.get(kind).copied()
     }
 }
 
@@ -634,7 +678,7 @@ impl<'t> Kustomizer<'t> {
     }
 
     fn build_spec(&mut self, spec: &Spec, flux_at: Option<Location>) -> Option<Built> {
-        let mut out = Built::default();
+        let mut out = Building::default();
         let mut ok = true;
         let here = |at: &Option<Location>| at.clone().or_else(|| flux_at.clone());
         for (res, at) in &spec.resources {
@@ -680,34 +724,48 @@ impl<'t> Kustomizer<'t> {
                 }
             } else if self.tree.exists(&rel) {
                 self.consumed.insert(rel.clone());
-                let docs = self
+                // Each document as JSON, or where it is if it is not a Kubernetes object.
+                let docs: Vec<(usize, Result<Value, Location>)> = self
                     .tree
                     .file(&rel)
-                    .map(|f| f.docs.clone())
+                    .map(|f| {
+                        f.docs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, d)| !d.is_null())
+                            .map(|(i, d)| {
+                                let value = d.to_json();
+                                let has = |k: &str| {
+                                    value
+                                        .get(k)
+                                        .and_then(Value::as_str)
+                                        .is_some_and(|s| !s.is_empty())
+                                };
+                                if has("apiVersion") && has("kind") {
+                                    (i, Ok(value))
+                                } else {
+                                    (i, Err(d.location(&rel)))
+                                }
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                for (i, d) in docs.iter().enumerate() {
-                    if d.is_null() {
-                        continue;
-                    }
-                    let value = d.to_json();
-                    let has = |k: &str| {
-                        value
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| !s.is_empty())
+                for (i, doc) in docs {
+                    let value = match doc {
+                        Ok(value) => value,
+                        Err(loc) => {
+                            self.diagnostics.push(
+                                Diagnostic::error(
+                                    "verify::kustomize_invalid",
+                                    "",
+                                    "document is not a Kubernetes object: `apiVersion` and `kind` are required".to_owned(),
+                                )
+                                .at(Some(loc)),
+                            );
+                            ok = false;
+                            continue;
+                        }
                     };
-                    if !(has("apiVersion") && has("kind")) {
-                        self.diagnostics.push(
-                            Diagnostic::error(
-                                "verify::kustomize_invalid",
-                                "",
-                                "document is not a Kubernetes object: `apiVersion` and `kind` are required".to_owned(),
-                            )
-                            .at(Some(d.location(&rel))),
-                        );
-                        ok = false;
-                        continue;
-                    }
                     let obj = Obj {
                         value,
                         file: rel.clone(),
@@ -782,10 +840,13 @@ impl<'t> Kustomizer<'t> {
                 None => ok = false,
             }
             self.transform(&mut out.objects, &cspec);
+            out.reindex();
         }
         self.transform(&mut out.objects, spec);
         let _ = (spec.is_component, &spec.doc);
-        ok.then_some(out)
+        ok.then_some(Built {
+            objects: out.objects,
+        })
     }
 
     fn push_missing(&mut self, at: Option<Location>, msg: String) {
@@ -797,17 +858,9 @@ impl<'t> Kustomizer<'t> {
     }
 
     /// Adds an object, refusing a second object with the same id (like kustomize).
-    fn add(&mut self, out: &mut Built, obj: Obj, spec: &Spec, at: Option<Location>) -> bool {
-        let id = |o: &Obj| {
-            (
-                o.group().to_owned(),
-                o.kind().to_owned(),
-                o.namespace().unwrap_or_default().to_owned(),
-                o.name().to_owned(),
-            )
-        };
-        let new_id = id(&obj);
-        if let Some(prev) = out.objects.iter().find(|o| id(o) == new_id) {
+    fn add(&mut self, out: &mut Building, obj: Obj, spec: &Spec, at: Option<Location>) -> bool {
+        let new_id = obj.res_id();
+        if let Some(prev) = out.first.get(&new_id).map(|&i| &out.objects[i]) {
             let where_ = spec.file.as_ref().map_or_else(
                 || spec.dir.display().to_string(),
                 |f| f.display().to_string(),
@@ -830,6 +883,7 @@ impl<'t> Kustomizer<'t> {
             );
             return false;
         }
+        out.first.insert(new_id, out.objects.len());
         out.objects.push(obj);
         true
     }
@@ -889,9 +943,12 @@ impl<'t> Kustomizer<'t> {
     ) {
         let ops = patch.as_array();
         let selected: Vec<usize> = match target {
-            Some(t) => (0..objects.len())
-                .filter(|&i| selects(t, &objects[i]))
-                .collect(),
+            Some(t) => {
+                let selector = Selector::new(t);
+                (0..objects.len())
+                    .filter(|&i| selector.matches(&objects[i]))
+                    .collect()
+            }
             None => {
                 let kind = patch.get("kind").and_then(Value::as_str);
                 let name = patch.pointer("/metadata/name").and_then(Value::as_str);
@@ -973,21 +1030,76 @@ fn set(v: &mut Value, path: &[&str], new: Value) {
 }
 
 /// Whether a patch `target` selector picks `o`.
+#[cfg(test)]
 fn selects(target: &Value, o: &Obj) -> bool {
-    let field = |k: &str| target.get(k).and_then(Value::as_str);
-    let full = |pattern: &str, value: &str| {
-        Regex::new(&format!("^(?:{pattern})$")).map_or(pattern == value, |re| re.is_match(value))
-    };
-    let version = o.api_version().rsplit('/').next().unwrap_or_default();
-    field("group").is_none_or(|g| g == o.group())
-        && field("version").is_none_or(|v| v == version)
-        && field("kind").is_none_or(|k| k == o.kind())
-        && field("name").is_none_or(|n| full(n, o.name()))
-        && field("namespace").is_none_or(|n| full(n, o.namespace().unwrap_or_default()))
-        && field("labelSelector")
-            .is_none_or(|s| matches_selector(s, o.value.pointer("/metadata/labels")))
-        && field("annotationSelector")
-            .is_none_or(|s| matches_selector(s, o.value.pointer("/metadata/annotations")))
+    Selector::new(target).matches(o)
+}
+
+/// A patch `target`, its name and namespace patterns compiled once per patch (not per object).
+struct Selector<'v> {
+    group: Option<&'v str>,
+    version: Option<&'v str>,
+    kind: Option<&'v str>,
+    name: Option<FullMatch<'v>>,
+    namespace: Option<FullMatch<'v>>,
+    labels: Option<&'v str>,
+    annotations: Option<&'v str>,
+}
+
+/// A pattern that must match the whole value; compared literally if it is not a regex.
+enum FullMatch<'v> {
+    Regex(Regex),
+    Literal(&'v str),
+}
+
+impl FullMatch<'_> {
+    fn new(pattern: &str) -> FullMatch<'_> {
+        match Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(re) => FullMatch::Regex(re),
+            Err(_) => FullMatch::Literal(pattern),
+        }
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            FullMatch::Regex(re) => re.is_match(value),
+            FullMatch::Literal(pattern) => *pattern == value,
+        }
+    }
+}
+
+impl<'v> Selector<'v> {
+    fn new(target: &'v Value) -> Selector<'v> {
+        let field = |k: &str| target.get(k).and_then(Value::as_str);
+        Selector {
+            group: field("group"),
+            version: field("version"),
+            kind: field("kind"),
+            name: field("name").map(FullMatch::new),
+            namespace: field("namespace").map(FullMatch::new),
+            labels: field("labelSelector"),
+            annotations: field("annotationSelector"),
+        }
+    }
+
+    fn matches(&self, o: &Obj) -> bool {
+        let version = o.api_version().rsplit('/').next().unwrap_or_default();
+        let meta = |k: &str| o.value.get("metadata").and_then(|m| m.get(k));
+        self.group.is_none_or(|g| g == o.group())
+            && self.version.is_none_or(|v| v == version)
+            && self.kind.is_none_or(|k| k == o.kind())
+            && self.name.as_ref().is_none_or(|n| n.is_match(o.name()))
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| n.is_match(o.namespace().unwrap_or_default()))
+            && self
+                .labels
+                .is_none_or(|s| matches_selector(s, meta("labels")))
+            && self
+                .annotations
+                .is_none_or(|s| matches_selector(s, meta("annotations")))
+    }
 }
 
 fn matches_selector(selector: &str, map: Option<&Value>) -> bool {

@@ -30,6 +30,7 @@ mod flux;
 mod kustomize;
 mod object;
 mod openapi;
+mod par;
 pub mod pins;
 mod report;
 mod schemaset;
@@ -38,6 +39,7 @@ mod validate;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use schema::Diagnostic;
 
@@ -47,7 +49,7 @@ pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
 pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
 
-use crate::kustomize::{Kustomizer, Obj, Scopes};
+use crate::kustomize::{Built, Kustomizer, Obj, Scopes};
 
 /// Verifies the rendered tree at `root`.
 pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report {
@@ -65,12 +67,12 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     let flux_consumed = kustomizer.consumed.clone();
     // Every kustomization directory must build on its own too (as kubeconform.sh does), also
     // the ones no Flux Kustomization reaches.
-    let mut standalone: Vec<Obj> = Vec::new();
+    let mut standalone: Vec<Rc<Built>> = Vec::new();
     let dirs = kustomization_dirs(&mut kustomizer, &config.manifests);
     stats.kustomize_dirs = dirs.len();
     for dir in dirs {
         if let Some(built) = kustomizer.build_dir(&dir) {
-            standalone.extend(built.objects.iter().cloned());
+            standalone.push(built);
         }
     }
     diags.append(&mut kustomizer.diagnostics);
@@ -210,7 +212,7 @@ fn check_schemas(
     tree: &tree::Tree,
     schemas: &SchemaSet,
     graph: &flux::FluxGraph,
-    standalone: &[Obj],
+    standalone: &[Rc<Built>],
     diags: &mut Vec<Diagnostic>,
     stats: &mut Stats,
 ) {
@@ -225,19 +227,34 @@ fn check_schemas(
         );
         return;
     }
-    let env = cel::CelEnv::new();
-    let mut cel_stats = cel::CelStats::default();
     // One check per source document: the copy Flux applies first, the standalone kustomize
     // build of a directory only for documents no Flux Kustomization reaches.
-    let mut seen: HashSet<(PathBuf, usize)> = HashSet::new();
+    let mut seen: HashSet<(&Path, usize)> = HashSet::new();
+    let objects: Vec<&Obj> = graph
+        .objects
+        .iter()
+        .map(|o| &o.obj)
+        .chain(standalone.iter().flat_map(|b| b.objects.iter()))
+        .filter(|obj| seen.insert((obj.file.as_path(), obj.doc)))
+        .collect();
+    // Objects are checked independently (in parallel); their findings are taken in order.
+    let (reports, envs) = par::map_with(
+        &objects,
+        || (cel::CelEnv::new(), cel::CelStats::default()),
+        |(env, cel_stats), obj| {
+            let mut report = object::check_object(schemas, env, &obj.value, cel_stats);
+            // Only the findings are kept; the defaulted copy is freed on the worker.
+            report.defaulted = serde_json::Value::Null;
+            report
+        },
+    );
+    let mut cel_stats = cel::CelStats::default();
+    for (_, s) in &envs {
+        cel_stats.evaluated += s.evaluated;
+        cel_stats.skipped_unknown += s.skipped_unknown;
+    }
     let mut missing: BTreeSet<String> = BTreeSet::new();
-    let objects = graph.objects.iter().map(|o| &o.obj).chain(standalone);
-    for obj in objects {
-        let key = (obj.file.clone(), obj.doc);
-        if !seen.insert(key) {
-            continue;
-        }
-        let report = object::check_object(schemas, &env, &obj.value, &mut cel_stats);
+    for (obj, report) in objects.into_iter().zip(reports) {
         match &report.schema {
             SchemaUse::Missing => {
                 missing.insert(format!("{} {}", obj.api_version(), obj.kind()));
@@ -321,8 +338,12 @@ fn schema_hint(e: &FieldError) -> Option<String> {
 }
 
 fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    fn key(d: &Diagnostic) -> Option<(&Path, u32, u32)> {
+        d.location
+            .as_ref()
+            .map(|l| (l.file.as_path(), l.line, l.col))
+    }
     diags.sort_by(|a, b| {
-        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.clone(), l.line, l.col));
         key(a)
             .cmp(&key(b))
             .then_with(|| a.code.cmp(&b.code))

@@ -60,7 +60,8 @@ pub(crate) fn check_object(
         schema: SchemaUse::NotAnObject,
         errors: Vec::new(),
         warnings: Vec::new(),
-        defaulted: object.clone(),
+        // Set below; a copy of the object only when it has no apiVersion/kind.
+        defaulted: Value::Null,
     };
     let (Some(api_version), Some(kind)) = (
         object.get("apiVersion").and_then(Value::as_str),
@@ -76,6 +77,7 @@ pub(crate) fn check_object(
                 ));
             }
         }
+        report.defaulted = object.clone();
         return report;
     };
     let gvk = Gvk::from_api_version(api_version, kind);
@@ -106,7 +108,7 @@ pub(crate) fn check_object(
             checker.check(compiled.root, &mut value, "");
             errors.extend(checker.errors);
             if let Some(map) = value.as_object_mut() {
-                map.insert("metadata".to_owned(), metadata.clone());
+                map.insert("metadata".to_owned(), std::mem::take(&mut metadata));
             }
             if errors.iter().any(FieldError::is_blocking) {
                 report.warnings.push(FieldError::new(
@@ -138,7 +140,7 @@ pub(crate) fn check_object(
                 errors.extend(checker.errors);
             }
             if let Some(map) = value.as_object_mut() {
-                map.insert("metadata".to_owned(), metadata.clone());
+                map.insert("metadata".to_owned(), std::mem::take(&mut metadata));
             }
         }
         Lookup::NotServed(served) => {

@@ -4,7 +4,7 @@
 //! carry sops metadata with a MAC and a version, and every value the file's own selection rule
 //! (`encrypted_regex`, `unencrypted_suffix`, …) says is encrypted must be an `ENC[…]` string.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
@@ -43,12 +43,22 @@ impl Tree {
             }
         }
         paths.sort();
-        for rel in paths {
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = name.unwrap_or_default();
-            let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-            if is_yaml {
-                tree.load_file(&rel);
+        let name = |rel: &Path| {
+            rel.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let is_yaml = |name: &str| name.ends_with(".yaml") || name.ends_with(".yml");
+        // Parsing is most of the work and each file is independent: parse them in parallel,
+        // then take the results in path order, as a sequential load would.
+        let parsed = crate::par::map(&paths, |rel| {
+            is_yaml(&name(rel)).then(|| yaml::load_file(&root.join(rel), rel, Limits::MANIFESTS))
+        });
+        for (rel, loaded) in paths.into_iter().zip(parsed) {
+            let name = name(&rel);
+            let is_yaml = is_yaml(&name);
+            if let Some(loaded) = loaded {
+                tree.insert(&rel, loaded);
             }
             if name.contains(".sops.") {
                 tree.sops_files += 1;
@@ -97,6 +107,10 @@ impl Tree {
 
     fn load_file(&mut self, rel: &Path) {
         let loaded = yaml::load_file(&self.root.join(rel), rel, Limits::MANIFESTS);
+        self.insert(rel, loaded);
+    }
+
+    fn insert(&mut self, rel: &Path, loaded: yaml::Loaded) {
         self.diagnostics.extend(loaded.diagnostics);
         self.files.insert(
             rel.to_path_buf(),
@@ -137,15 +151,25 @@ impl Tree {
                 rel.display()
             )));
         }
+        // The documents of one file share their selection rule: compile its regex once.
+        let mut regexes = Regexes::new();
         for doc in docs {
-            found.extend(check_sops_doc(rel, doc));
+            found.extend(check_sops_doc_with(rel, doc, &mut regexes));
         }
         self.diagnostics.extend(found);
     }
 }
 
+/// Compiled selection-rule regexes by pattern (`None`: the pattern does not compile).
+type Regexes = HashMap<String, Option<Regex>>;
+
 /// Problems that make one document of a `*.sops.*` file not (fully) encrypted.
+#[cfg(test)]
 fn check_sops_doc(rel: &Path, doc: &Node) -> Vec<Diagnostic> {
+    check_sops_doc_with(rel, doc, &mut Regexes::new())
+}
+
+fn check_sops_doc_with(rel: &Path, doc: &Node, regexes: &mut Regexes) -> Vec<Diagnostic> {
     let at = |n: &Node| Some(n.location(rel));
     let help = "`*.sops.*` files are committed encrypted: run `cargo xtask configure`, which encrypts every secret it renders; never commit a plaintext secret";
     let err = |path: &str, msg: String, n: &Node| {
@@ -180,7 +204,7 @@ fn check_sops_doc(rel: &Path, doc: &Node) -> Vec<Diagnostic> {
             meta,
         ));
     }
-    let rule = SelectionRule::from_metadata(meta);
+    let rule = SelectionRule::from_metadata(meta, regexes);
     let mut leaves = Vec::new();
     if let Some(map) = doc.as_map() {
         for (k, v) in map {
@@ -237,12 +261,18 @@ enum SelectionRule {
 }
 
 impl SelectionRule {
-    fn from_metadata(meta: &Node) -> SelectionRule {
+    fn from_metadata(meta: &Node, regexes: &mut Regexes) -> SelectionRule {
         let text = |k: &str| meta.get(k).and_then(Node::as_str).map(str::to_owned);
-        if let Some(re) = text("encrypted_regex").and_then(|r| Regex::new(&r).ok()) {
+        let mut compile = |r: String| {
+            regexes
+                .entry(r)
+                .or_insert_with_key(|r| Regex::new(r).ok())
+                .clone()
+        };
+        if let Some(re) = text("encrypted_regex").and_then(&mut compile) {
             return SelectionRule::EncryptedRegex(re);
         }
-        if let Some(re) = text("unencrypted_regex").and_then(|r| Regex::new(&r).ok()) {
+        if let Some(re) = text("unencrypted_regex").and_then(&mut compile) {
             return SelectionRule::UnencryptedRegex(re);
         }
         if let Some(s) = text("encrypted_suffix") {
