@@ -88,6 +88,8 @@ struct Times {
     verify: Duration,
     /// Errors verify reported (the generated configurations should have none).
     findings: usize,
+    /// The first of those errors, as `code path: message`.
+    first_finding: Option<String>,
     total: Duration,
     /// The secret that took longest to seal: time, path, plaintext size.
     slowest_secret: (Duration, String, usize),
@@ -105,6 +107,7 @@ impl Times {
             write: self.write.min(o.write),
             verify: self.verify.min(o.verify),
             findings: self.findings.max(o.findings),
+            first_finding: self.first_finding.or(o.first_finding),
             total: self.total.min(o.total),
             rerun: self.rerun.min(o.rerun),
             slowest_secret: self.slowest_secret.max(o.slowest_secret),
@@ -187,7 +190,11 @@ fn bench_all(
         let t = best.unwrap_or_default();
         slowest.push((label.clone(), t.slowest_secret.clone()));
         if t.findings > 0 {
-            findings.push(format!("{label} ({} errors)", t.findings));
+            findings.push(format!(
+                "{label}: {} errors, first: {}",
+                t.findings,
+                t.first_finding.as_deref().unwrap_or("?")
+            ));
         }
         let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         writeln!(
@@ -218,8 +225,8 @@ fn bench_all(
     if !findings.is_empty() {
         writeln!(
             out,
-            "note: verify reported errors for: {}",
-            findings.join(", ")
+            "note: verify reported errors\n  {}",
+            findings.join("\n  ")
         )?;
     }
     Ok(out)
@@ -268,6 +275,11 @@ fn once(
     let report = verify::verify(out, schemas, &verify::VerifyConfig::cluster_template());
     times.verify = t.elapsed();
     times.findings = report.errors();
+    times.first_finding = report
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == schema::Severity::Error)
+        .map(|d| format!("{} {}: {}", d.code, d.path, d.message));
     times.total = started.elapsed();
 
     let t = Instant::now();

@@ -608,6 +608,23 @@ fn cases() -> Vec<Case> {
         .at(ROUTE, "spec.rules[0].backendRefs[0]")
         .line("azure-test-primry"),
         case(
+            "an AIGatewayRoute with 16 rules: its generated HTTPRoute would have 17",
+            "verify::aigw_route_too_many_rules",
+            |t| {
+                let text = t.read(ROUTE)?;
+                let have = text.matches("name: x-ai-eg-model").count();
+                let extra: String = (have..16)
+                    .map(|i| {
+                        format!(
+                            "    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: \"extra-{i}\"\n      backendRefs:\n        - name: \"azure-test-primary\"\n          priority: 0\n"
+                        )
+                    })
+                    .collect();
+                t.replace(ROUTE, "  rules:\n", &format!("  rules:\n{extra}"))
+            },
+        )
+        .at(ROUTE, "spec.rules"),
+        case(
             "an AIServiceBackend to a Backend that does not exist",
             "verify::aisb_backend_missing",
             |t| {

@@ -1581,11 +1581,14 @@ fn assert_only_in_sops(r: &Rendered, secret: &str) {
 // Failover, model names, tool names, client keys
 // ---------------------------------------------------------------------------------------------
 
-/// (backend, priority, modelNameOverride) per model of the AIGatewayRoute.
+/// (backend, priority, modelNameOverride) per model, over all AIGatewayRoutes.
 fn route_table(tree: &Tree) -> BTreeMap<String, Vec<(String, i64, Option<String>)>> {
-    let route = tree.kind("AIGatewayRoute")[0];
     let mut out = BTreeMap::new();
-    for rule in arr(&route.doc, "/spec/rules") {
+    let rules = tree
+        .kind("AIGatewayRoute")
+        .into_iter()
+        .flat_map(|route| arr(&route.doc, "/spec/rules"));
+    for rule in rules {
         let headers = arr(rule, "/matches/0/headers");
         assert_eq!(headers.len(), 1);
         assert_eq!(str_at(&headers[0], "/name"), "x-ai-eg-model");
@@ -2243,4 +2246,91 @@ fn verify_notices_a_regressed_ai_tree() {
             "{file}: the regression `{to}` went unnoticed"
         );
     }
+}
+
+/// More than 15 models: Gateway API allows an HTTPRoute 16 rules and the v0.4.0 controller adds a
+/// catch-all rule to the HTTPRoute it generates from an AIGatewayRoute, so the models are spread
+/// over several AIGatewayRoutes of at most 15 rules, and the policies that target the generated
+/// HTTPRoutes target every one of them.
+#[test]
+fn more_than_fifteen_models_spread_over_routes() {
+    let models = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| format!("\"m{i:02}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cluster = format!(
+        "{}ai_gateway_enabled: true
+ai_gateway_azure_deployments:
+  - name: \"east\"
+    host: \"east.openai.azure.com\"
+    api_key: \"fake-east\"
+    models: [{}]
+  - name: \"west\"
+    host: \"west.openai.azure.com\"
+    api_key: \"fake-west\"
+    models: [{}]
+ai_gateway_client_keys:
+  - name: \"alice\"
+    key: \"fake-alice-key-0123456789\"
+",
+        public_without_ai(),
+        models(0..20),
+        models(15..37)
+    );
+    let c = render_case("many-models", &cluster);
+    let tree = Tree::new(&c.rendered);
+    let routes = tree.kind("AIGatewayRoute");
+    let shape: Vec<(&str, usize)> = routes
+        .iter()
+        .map(|r| (r.name(), arr(&r.doc, "/spec/rules").len()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("azure-openai", 15),
+            ("azure-openai-2", 15),
+            ("azure-openai-3", 7)
+        ]
+    );
+    // Every model routed exactly once (route_table panics on a model with two rules).
+    let table = route_table(&tree);
+    assert_eq!(table.len(), 37);
+    assert_eq!(
+        table["m15"].len(),
+        2,
+        "m15..m19 fail over from east to west"
+    );
+    for route in &routes {
+        assert_eq!(
+            arr(&route.doc, "/spec/llmRequestCosts").len(),
+            3,
+            "{}: every route computes the token costs the rate limit reads",
+            route.name()
+        );
+    }
+    let targets = |kind: &str, name: &str| -> Vec<String> {
+        let policy = tree
+            .one(kind, AI_NS, name)
+            .unwrap_or_else(|| panic!("{kind} {name}"));
+        arr(&policy.doc, "/spec/targetRefs")
+            .iter()
+            .map(|t| format!("{}/{}", str_at(t, "/kind"), str_at(t, "/name")))
+            .collect()
+    };
+    assert_eq!(
+        targets("SecurityPolicy", "azure-openai-client-keys"),
+        vec![
+            "HTTPRoute/azure-openai",
+            "HTTPRoute/azure-openai-2",
+            "HTTPRoute/azure-openai-3"
+        ]
+    );
+    // Only the second route (m15..m29) has models served by two deployments; retries on the
+    // others would only hit the same deployment again.
+    assert_eq!(
+        targets("BackendTrafficPolicy", "azure-openai-failover"),
+        vec!["HTTPRoute/azure-openai-2"]
+    );
 }

@@ -253,16 +253,26 @@ fn ai_context(config: &Config) -> Json {
             })
         })
         .collect();
-    let routes: Vec<Json> = names::model_routes(&c.ai_gateway_azure_deployments)
+    let model_routes = names::model_routes(&c.ai_gateway_azure_deployments);
+    let route_json = |r: &names::ModelRoute| {
+        serde_json::json!({
+            "model": r.model,
+            "backends": r.backends.iter().map(|b| serde_json::json!({
+                "backend": b.backend,
+                "priority": b.priority,
+                "model_override": b.model_override,
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let routes: Vec<Json> = model_routes.iter().map(route_json).collect();
+    // One AIGatewayRoute per group of at most 15 models (see names::ROUTE_RULES_MAX).
+    let route_groups: Vec<Json> = names::route_groups(&model_routes)
         .into_iter()
-        .map(|r| {
+        .map(|(name, rules)| {
             serde_json::json!({
-                "model": r.model,
-                "backends": r.backends.iter().map(|b| serde_json::json!({
-                    "backend": b.backend,
-                    "priority": b.priority,
-                    "model_override": b.model_override,
-                })).collect::<Vec<_>>(),
+                "name": name,
+                "routes": rules.iter().map(route_json).collect::<Vec<_>>(),
+                "failover": rules.iter().any(|r| r.backends.len() > 1),
             })
         })
         .collect();
@@ -288,6 +298,7 @@ fn ai_context(config: &Config) -> Json {
         "hostname_prefix": names::AI_HOSTNAME_PREFIX,
         "deployments": deployments,
         "routes": routes,
+        "route_groups": route_groups,
         "mcp_servers": mcp,
         "client_keys_secret": names::CLIENT_KEYS_SECRET,
         "has_client_keys": !c.ai_gateway_client_keys.is_empty(),

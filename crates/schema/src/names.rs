@@ -57,6 +57,32 @@ pub fn mcp_names(name: &str) -> Vec<String> {
     vec![backend.clone(), tls_policy(&backend), mcp_secret(name)]
 }
 
+/// The name of the first AIGatewayRoute (and of the HTTPRoute the controller generates for it).
+pub const AI_ROUTE: &str = "azure-openai";
+
+/// Rules per AIGatewayRoute. Gateway API caps an HTTPRoute at 16 rules, and the v0.4.0 controller
+/// copies every AIGatewayRoute rule into the HTTPRoute it generates and adds one catch-all rule
+/// (the 404 "No matching route found"). A 16th model rule makes the API server refuse that
+/// HTTPRoute while the AIGatewayRoute still reports Accepted (envoyproxy/ai-gateway#2120); later
+/// releases cap the CRD itself at 15. More models are spread over several routes.
+pub const ROUTE_RULES_MAX: usize = 15;
+
+/// Backends one AIGatewayRoute rule may list (the CRD's `rules[].backendRefs` maxItems): the
+/// longest failover chain a model can have.
+pub const ROUTE_BACKENDS_MAX: usize = 128;
+
+/// Upstream servers the one MCPRoute may list (the CRD's `spec.backendRefs` maxItems).
+pub const MCP_BACKENDS_MAX: usize = 256;
+
+/// Name of the `i`-th AIGatewayRoute (0-based): `azure-openai`, `azure-openai-2`, `azure-openai-3`, …
+pub fn ai_route(i: usize) -> String {
+    if i == 0 {
+        AI_ROUTE.to_owned()
+    } else {
+        format!("{AI_ROUTE}-{}", i + 1)
+    }
+}
+
 /// One AIGatewayRoute rule: a model and the backends serving it, in failover order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelRoute {
@@ -76,6 +102,7 @@ pub struct RouteBackend {
 /// Groups models across deployments, keeping the first-seen order of models.
 pub fn model_routes(deployments: &[AzureDeployment]) -> Vec<ModelRoute> {
     let mut routes: Vec<ModelRoute> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for d in deployments {
         for m in &d.models {
             let backend = RouteBackend {
@@ -83,22 +110,36 @@ pub fn model_routes(deployments: &[AzureDeployment]) -> Vec<ModelRoute> {
                 priority: 0,
                 model_override: (m.deployment() != m.name()).then(|| m.deployment().to_owned()),
             };
-            match routes.iter_mut().find(|r| r.model == m.name()) {
-                Some(route) => {
+            match index.get(m.name()) {
+                Some(&i) => {
+                    let route = &mut routes[i];
                     let priority = route.backends.len() as u32;
                     route.backends.push(RouteBackend {
                         priority,
                         ..backend
                     });
                 }
-                None => routes.push(ModelRoute {
-                    model: m.name().to_owned(),
-                    backends: vec![backend],
-                }),
+                None => {
+                    index.insert(m.name(), routes.len());
+                    routes.push(ModelRoute {
+                        model: m.name().to_owned(),
+                        backends: vec![backend],
+                    });
+                }
             }
         }
     }
     routes
+}
+
+/// The AIGatewayRoutes the model routes are spread over: `(name, rules)`, at most
+/// [`ROUTE_RULES_MAX`] rules each, in model order (a new model lands in the last route).
+pub fn route_groups(routes: &[ModelRoute]) -> Vec<(String, &[ModelRoute])> {
+    routes
+        .chunks(ROUTE_RULES_MAX)
+        .enumerate()
+        .map(|(i, chunk)| (ai_route(i), chunk))
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,5 +188,25 @@ mod tests {
             ]
         );
         assert_eq!(routes[1].model, "gpt-4o");
+    }
+
+    #[test]
+    fn more_than_fifteen_models_spread_over_routes() {
+        let models = (0..31).map(|i| Model::Name(format!("m{i}"))).collect();
+        let routes = model_routes(&[dep("a", models)]);
+        let groups = route_groups(&routes);
+        let shape: Vec<(&str, usize, &str)> = groups
+            .iter()
+            .map(|(name, rules)| (name.as_str(), rules.len(), rules[0].model.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("azure-openai", 15, "m0"),
+                ("azure-openai-2", 15, "m15"),
+                ("azure-openai-3", 1, "m30")
+            ]
+        );
+        assert!(route_groups(&[]).is_empty());
     }
 }

@@ -622,6 +622,28 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
         }
     }
 
+    // A model's failover chain is one AIGatewayRoute rule's backendRefs (at most 128).
+    let mut chains: HashMap<&str, usize> = HashMap::new();
+    for (i, d) in c.ai_gateway_azure_deployments.iter().enumerate() {
+        for (j, m) in d.models.iter().enumerate() {
+            let n = chains.entry(m.name()).or_default();
+            *n += 1;
+            if *n == names::ROUTE_BACKENDS_MAX + 1 {
+                cx.error(
+                    "ai_failover_chain_too_long",
+                    &format!("ai_gateway_azure_deployments[{i}].models[{j}]"),
+                    format!(
+                        "model `{}` is served by more than {} deployments; one AIGatewayRoute rule holds at most {} backends",
+                        m.name(),
+                        names::ROUTE_BACKENDS_MAX,
+                        names::ROUTE_BACKENDS_MAX
+                    ),
+                    "list the model in at most 128 deployments (the failover order follows the list)".to_owned(),
+                );
+            }
+        }
+    }
+
     if c.ai_gateway_mcp_enabled {
         if c.ai_gateway_mcp_servers.is_empty() && !cx.src.has_key("ai_gateway_mcp_servers") {
             cx.error(
@@ -633,6 +655,18 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
         }
     } else if cx.src.has_key("ai_gateway_mcp_servers") && !c.ai_gateway_mcp_servers.is_empty() {
         cx.warning("ai_mcp_disabled", "ai_gateway_mcp_servers", "ai_gateway_mcp_servers is set but ai_gateway_mcp_enabled is not true, so no MCP gateway is deployed".to_owned(), "set `ai_gateway_mcp_enabled: true`".to_owned());
+    }
+    if c.ai_gateway_mcp_enabled && c.ai_gateway_mcp_servers.len() > names::MCP_BACKENDS_MAX {
+        cx.error(
+            "ai_mcp_too_many_servers",
+            &format!("ai_gateway_mcp_servers[{}]", names::MCP_BACKENDS_MAX),
+            format!(
+                "{} MCP servers are configured; the MCPRoute at /mcp holds at most {}",
+                c.ai_gateway_mcp_servers.len(),
+                names::MCP_BACKENDS_MAX
+            ),
+            "remove servers, or put several tools behind one MCP server".to_owned(),
+        );
     }
     let mut mcp_names = FirstSeen::default();
     for (i, s) in c.ai_gateway_mcp_servers.iter().enumerate() {

@@ -10,8 +10,9 @@
 //! `cargo xtask bench` renders from N Azure OpenAI deployments × 5 models and N/5 MCP servers:
 //! per deployment a Backend, a BackendTLSPolicy, an AIServiceBackend, a BackendSecurityPolicy
 //! and a Secret; one AIGatewayRoute rule per model with a five-deployment failover chain; per
-//! MCP server a Backend, a BackendTLSPolicy, an MCPRoute backendRef and a Secret. Routes are
-//! split at 100 rules / backendRefs (the CRDs allow 128 and 256). The Secrets only look
+//! MCP server a Backend, a BackendTLSPolicy, an MCPRoute backendRef and a Secret. AIGatewayRoutes
+//! hold 15 rules, as configure renders them (their generated HTTPRoutes must fit Gateway API's 16
+//! rules), MCPRoutes 100 backendRefs (the CRD allows 256). The Secrets only look
 //! encrypted, like the fixture's: verify never decrypts, it checks the sops structure.
 
 use std::fmt::Write as _;
@@ -158,7 +159,7 @@ spec:
         })
         .collect();
     let mut routes = String::new();
-    for (r, chunk) in models.chunks(100).enumerate() {
+    for (r, chunk) in models.chunks(15).enumerate() {
         let _ = write!(
             routes,
             "---

@@ -61,6 +61,9 @@ struct Chart<'a> {
     values: Value,
 }
 
+/// Rules an AIGatewayRoute may have so that its generated HTTPRoute fits Gateway API's 16.
+const AIGW_ROUTE_RULES_MAX: usize = 15;
+
 pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossStats) {
     // One copy per object: a double apply is the ownership check's finding, not every rule's.
     let mut seen = HashSet::new();
@@ -95,6 +98,7 @@ pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossSt
     cx.index();
     cx.find_charts();
     cx.aigw_backend_refs();
+    cx.aigw_route_size();
     cx.aisb_backends();
     cx.backend_tls();
     cx.security_policies();
@@ -140,10 +144,11 @@ impl<'a> Ctx<'a> {
         }
         for p in self.all(GWAPI, "BackendTLSPolicy") {
             for t in arr(&p.value, "/spec/targetRefs") {
-                if s(t, "/group") == Some(EG) && s(t, "/kind") == Some("Backend") {
-                    if let Some(name) = s(t, "/name") {
-                        self.tls_policy.entry((ns(p), name)).or_insert(p);
-                    }
+                if s(t, "/group") == Some(EG)
+                    && s(t, "/kind") == Some("Backend")
+                    && let Some(name) = s(t, "/name")
+                {
+                    self.tls_policy.entry((ns(p), name)).or_insert(p);
                 }
             }
         }
@@ -285,6 +290,30 @@ impl<'a> Ctx<'a> {
                         "a backendRef without `group`/`kind` names an AIServiceBackend in the route's namespace (or `namespace:`); add it or fix the name",
                     );
                 }
+            }
+        }
+    }
+
+    /// The v0.4.0 controller copies every rule into the HTTPRoute it generates and adds a
+    /// catch-all rule; Gateway API allows an HTTPRoute 16 rules. With 16 or more rules the API
+    /// server refuses the generated HTTPRoute while the AIGatewayRoute still reports Accepted and
+    /// traffic keeps the stale routes (envoyproxy/ai-gateway#2120).
+    fn aigw_route_size(&mut self) {
+        for route in self.all(AIGW, "AIGatewayRoute") {
+            let rules = arr(&route.value, "/spec/rules").len();
+            if rules > AIGW_ROUTE_RULES_MAX {
+                self.error(
+                    "aigw_route_too_many_rules",
+                    route,
+                    "spec.rules",
+                    format!(
+                        "AIGatewayRoute {}/{} has {rules} rules; the HTTPRoute the AI Gateway generates from it would have {} (one catch-all more), over Gateway API's limit of 16, so the API server refuses it while the AIGatewayRoute still reports Accepted",
+                        ns(route),
+                        route.name(),
+                        rules + 1
+                    ),
+                    "keep at most 15 rules per AIGatewayRoute and split the models over several routes attached to the same Gateway (configure does this for ai_gateway_azure_deployments)",
+                );
             }
         }
     }
