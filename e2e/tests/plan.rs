@@ -574,6 +574,98 @@ fn plan_follows_the_config_options() {
 }
 
 #[test]
+fn every_model_is_planned_however_many_aigatewayroutes_carry_them() {
+    // Beyond 15 models the templates may split the AIGatewayRoute (`azure-openai`,
+    // `azure-openai-2`, …: Gateway API caps an HTTPRoute at 16 rules and v0.4.0 adds a
+    // catch-all). The harness must not assume one route: with 20 models, every model is routed
+    // by some rendered AIGatewayRoute, gets its own traffic check against the right mock, and
+    // every route that carries models is behind the client keys the requests then carry.
+    let many: Vec<String> = (1..=17).map(|i| format!("e2e-model-{i:02}")).collect();
+    let third = format!(
+        "  - name: \"e2e-third\"\n    host: \"e2e-third.openai.azure.com\"\n    api_key: \"fake-api-key-third\"\n    models: [{}]\nai_gateway_ratelimit_enabled:",
+        many.iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let text = e2e_text().replacen("ai_gateway_ratelimit_enabled:", &third, 1);
+    assert_ne!(text, e2e_text());
+    let rendered = common::render_config(&text);
+    let tree = Tree::load(rendered.path()).unwrap();
+    let view = GatewayView::from_tree(&tree).unwrap();
+    let rendered_routes: Vec<&str> = tree.of_kind("AIGatewayRoute").map(|d| d.name()).collect();
+    assert_eq!(view.routes, rendered_routes);
+    assert_eq!(view.models.len(), 20, "{:?}", view.models.keys());
+    for (model, targets) in &view.models {
+        assert!(!targets.is_empty(), "{model}");
+        for t in targets {
+            assert!(view.routes.contains(&t.route), "{model}: {t:?}");
+        }
+    }
+    for model in &many {
+        let targets = &view.models[model];
+        assert_eq!(targets.len(), 1, "{model}: {targets:?}");
+        assert_eq!(targets[0].backend, "azure-e2e-third");
+    }
+
+    let plan = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap();
+    let routed: BTreeMap<&str, (&str, &Option<String>)> = traffic(&plan)
+        .into_iter()
+        .filter_map(|t| match t {
+            TrafficSpec::Route {
+                model,
+                backend,
+                client,
+                ..
+            } => Some((model.as_str(), (backend.as_str(), client))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routed.keys().copied().collect::<Vec<_>>(),
+        view.models.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    for model in &many {
+        assert_eq!(
+            routed[model.as_str()],
+            ("azure-e2e-third", &Some("e2e-app".to_owned()))
+        );
+    }
+    let third_mock = plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::StartMock(MockSpec::Azure {
+                name, deployments, ..
+            }) if name == "azure-e2e-third" => Some(deployments.clone()),
+            _ => None,
+        })
+        .expect("a mock for the third deployment");
+    assert_eq!(third_mock, many);
+
+    // Every route that carries a model is behind an apiKeyAuth SecurityPolicy.
+    let guarded: Vec<&str> = tree
+        .of_kind("SecurityPolicy")
+        .filter(|d| d.value.pointer("/spec/apiKeyAuth").is_some())
+        .flat_map(|d| {
+            d.value["spec"]["targetRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["kind"] == "HTTPRoute")
+                .filter_map(|t| t["name"].as_str())
+        })
+        .collect();
+    for route in &view.routes {
+        assert!(
+            guarded.contains(&route.as_str()),
+            "AIGatewayRoute `{route}` has no client keys: {guarded:?}"
+        );
+    }
+}
+
+#[test]
 fn a_gateway_the_harness_cannot_reach_is_refused_before_anything_runs() {
     // Without ai_gateway_addr the AI gateway's Envoy Service is ClusterIP.
     let text = without(&e2e_text(), "ai_gateway_addr");
