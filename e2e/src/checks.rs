@@ -241,6 +241,43 @@ pub fn backend_tls_policy(object: &Value) -> (bool, String) {
     }
 }
 
+/// Envoy Gateway policy (SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy): attached
+/// to at least one target (an entry in `status.ancestors`) and `Accepted=True` on every one.
+/// A policy whose target never appears (e.g. the HTTPRoute the AI Gateway controller should
+/// generate) has no ancestors and fails.
+pub fn policy_accepted(object: &Value) -> (bool, String) {
+    let ancestors = object
+        .pointer("/status/ancestors")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if ancestors.is_empty() {
+        return (false, "not attached to any target yet".to_owned());
+    }
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for ancestor in ancestors {
+        let target = ancestor
+            .pointer("/ancestorRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let conditions = ancestor
+            .get("conditions")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let condition = condition(conditions, "Accepted");
+        if is_true(condition) {
+            accepted.push(target.to_owned());
+        } else {
+            refused.push(format!("{target}: {}", reason_message(condition)));
+        }
+    }
+    if refused.is_empty() {
+        (true, format!("Accepted by {}", accepted.join(", ")))
+    } else {
+        (false, format!("not accepted: {}", refused.join("; ")))
+    }
+}
+
 /// Judge every expected object (missing ones fail) and every live object of the same kinds
 /// that was not expected (extra ones are judged too, so `status` on a cluster without a
 /// rendered tree still reports everything).
@@ -369,6 +406,30 @@ mod tests {
             )
         );
         assert!(!ai_accepted(&json!({"status": {}})).0);
+    }
+
+    #[test]
+    fn policies() {
+        let accepted = json!({"status": {"ancestors": [
+            {"ancestorRef": {"kind": "HTTPRoute", "name": "azure-openai"}, "controllerName": "gateway.envoyproxy.io/gatewayclass-controller",
+             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}]}});
+        assert_eq!(
+            policy_accepted(&accepted),
+            (true, "Accepted by azure-openai".to_owned())
+        );
+        assert_eq!(
+            policy_accepted(&json!({"status": {}})),
+            (false, "not attached to any target yet".to_owned())
+        );
+        let conflicted = json!({"status": {"ancestors": [
+            {"ancestorRef": {"name": "ai-gateway"}, "conditions": [{"type": "Accepted", "status": "True"}]},
+            {"ancestorRef": {"name": "azure-openai"}, "conditions": [{"type": "Accepted", "status": "False",
+             "reason": "Invalid", "message": "secret ai-gateway-client-keys not found"}]}]}});
+        assert_eq!(
+            policy_accepted(&conflicted).1,
+            "not accepted: azure-openai: Invalid: secret ai-gateway-client-keys not found"
+        );
+        assert!(!policy_accepted(&conflicted).0);
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! What the rendered AI Gateway objects promise, extracted from a [`Tree`]: which model goes to
-//! which Azure host, which MCP backends with which tool selectors, which token budget.
+//! which Azure host, which MCP backends with which tool selectors, which token budget, which
+//! client keys guard which routes, which failover policy, and where the gateway listens.
 //! The traffic checks compare what the cluster does against this, and the harness points the
 //! mocks at the hosts named here.
+//!
+//! Names are never assumed: the Gateway comes from the AIGatewayRoutes' `parentRefs`, its Envoy
+//! Service from the Gateway's EnvoyProxy (`parametersRef` → `envoyService.name`), the policies
+//! from their `targetRefs` (the HTTPRoute the controller generates carries the AIGatewayRoute's
+//! name).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +38,8 @@ pub struct AzureBackend {
 /// One backendRef of a model's rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelTarget {
+    /// The AIGatewayRoute whose rule names this backend.
+    pub route: String,
     pub backend: String,
     pub priority: i64,
     /// `modelNameOverride`: the Azure deployment name, when it differs from the model.
@@ -63,6 +71,8 @@ pub struct McpRoute {
     pub namespace: String,
     pub path: String,
     pub backends: Vec<McpBackend>,
+    /// `spec.securityPolicy.apiKeyAuth`: client keys on the MCP endpoint.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// What a budget rule charges per response.
@@ -80,11 +90,81 @@ pub enum CostType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetRule {
     pub policy: String,
+    /// `Kind/name` of the policy's first target (e.g. `Gateway/ai-gateway`).
+    pub target: String,
     /// The `Distinct` client header (e.g. `x-user-id`).
     pub header: String,
     pub limit: u64,
     pub unit: String,
     pub cost: CostType,
+    /// `shared: true`: one counter per client across every route the policy covers; otherwise
+    /// each route counts on its own.
+    pub shared: bool,
+}
+
+/// Client keys (Envoy Gateway `apiKeyAuth`) in front of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAuth {
+    /// `Kind/name` of the object that carries the check (a SecurityPolicy, or the MCPRoute).
+    pub policy: String,
+    /// The Secret holding one key per client, named after the client.
+    pub secret: String,
+    /// The header the key is read from (`Authorization`: sent as `Bearer <key>`).
+    pub header: String,
+    /// `forwardClientIDHeader`: the header the gateway sets to the client's name.
+    pub client_id_header: Option<String>,
+    /// `sanitize`: the key header is removed before anything is forwarded.
+    pub sanitize: bool,
+    /// Client names: the keys of the Secret's `stringData`/`data` (SOPS leaves them readable).
+    /// Empty when the Secret is not in the tree.
+    pub clients: Vec<String>,
+}
+
+/// A BackendTrafficPolicy that retries on the next priority and ejects failing upstreams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverPolicy {
+    pub policy: String,
+    /// The HTTPRoute it targets (the one generated for the AIGatewayRoute of the same name).
+    pub route: String,
+    pub num_retries: u64,
+    /// `numAttemptsPerPriority`: with 1, each retry goes to the next priority.
+    pub attempts_per_priority: Option<u64>,
+    /// `retryOn.triggers`, e.g. `connect-failure`, `reset`, `retriable-status-codes`.
+    pub triggers: Vec<String>,
+    pub status_codes: Vec<u64>,
+    /// Passive health checks (outlier ejection) are configured.
+    pub passive_ejection: bool,
+    /// `mergeType` (e.g. `StrategicMerge`): merged with the Gateway-level policy, not replacing it.
+    pub merge_type: Option<String>,
+}
+
+impl FailoverPolicy {
+    /// A connect failure (a stopped upstream) is retried on the next priority within the same
+    /// client request, so the client never sees the failure.
+    pub fn retries_connect_failures_on_next_priority(&self) -> bool {
+        self.num_retries > 0
+            && self.attempts_per_priority == Some(1)
+            && self.triggers.iter().any(|t| t == "connect-failure")
+    }
+}
+
+/// The Gateway's plain-HTTP listener (the one the harness can reach without a certificate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub port: u16,
+    /// `hostname`, if the listener restricts it.
+    pub hostname: Option<String>,
+}
+
+/// The Envoy Service of the Gateway, as its EnvoyProxy pins it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoyService {
+    pub namespace: String,
+    /// `envoyService.name`; `None` when not pinned (Envoy Gateway then picks the name).
+    pub name: Option<String>,
+    /// `envoyService.type` (Envoy Gateway's default is `LoadBalancer`).
+    pub service_type: String,
 }
 
 /// The rendered AI Gateway, as far as the checks need it.
@@ -94,11 +174,22 @@ pub struct GatewayView {
     pub namespace: String,
     /// `(namespace, name)` of the Gateway the AIGatewayRoutes attach to.
     pub gateway: (String, String),
+    /// Its first plain-HTTP listener, if it has one.
+    pub listener: Option<Listener>,
+    /// Its Envoy Service, from the EnvoyProxy its `infrastructure.parametersRef` names.
+    pub service: Option<EnvoyService>,
+    /// AIGatewayRoute names (each also names the HTTPRoute the controller generates).
+    pub routes: Vec<String>,
     pub azure: Vec<AzureBackend>,
     /// Model → its backends in rule order.
     pub models: BTreeMap<String, Vec<ModelTarget>>,
     pub mcp: Vec<McpRoute>,
     pub budget: Vec<BudgetRule>,
+    /// Client keys on the model routes (a SecurityPolicy targeting a generated HTTPRoute or
+    /// the Gateway).
+    pub client_auth: Option<ClientAuth>,
+    /// Failover policies on the model routes.
+    pub failover: Vec<FailoverPolicy>,
 }
 
 fn s<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -176,6 +267,7 @@ impl GatewayView {
                 let targets = models.entry(model).or_default();
                 for backend_ref in arr(rule, "/backendRefs") {
                     targets.push(ModelTarget {
+                        route: route.name().to_owned(),
                         backend: s(backend_ref, "/name").to_owned(),
                         priority: backend_ref
                             .get("priority")
@@ -229,7 +321,14 @@ impl GatewayView {
                     api_key_header,
                 });
             }
+            let client_auth = doc
+                .value
+                .pointer("/spec/securityPolicy/apiKeyAuth")
+                .map(|auth| {
+                    api_key_auth(tree, &namespace, format!("MCPRoute/{}", doc.name()), auth)
+                });
             mcp.push(McpRoute {
+                client_auth,
                 name: doc.name().to_owned(),
                 namespace: tree
                     .effective_namespace(doc)
@@ -273,8 +372,14 @@ impl GatewayView {
                 let cost = *cost_types.get(key).ok_or_else(|| {
                     format!("{}: rate-limit rule charges `{key}`, which no AIGatewayRoute llmRequestCosts defines", doc.file)
                 })?;
+                let target = arr(&doc.value, "/spec/targetRefs")
+                    .first()
+                    .map(|t| format!("{}/{}", s(t, "/kind"), s(t, "/name")))
+                    .unwrap_or_default();
                 budget.push(BudgetRule {
                     policy: doc.name().to_owned(),
+                    target,
+                    shared: rule.get("shared").and_then(Value::as_bool) == Some(true),
                     header,
                     limit: rule
                         .pointer("/limit/requests")
@@ -285,19 +390,132 @@ impl GatewayView {
                 });
             }
         }
+        let route_names: Vec<String> = routes.iter().map(|r| r.name().to_owned()).collect();
+        // A policy in the AI namespace that targets a generated HTTPRoute (or the Gateway).
+        let targets_routes = |doc: &Document, gateway_too: bool| {
+            tree.effective_namespace(doc).as_deref() == Some(namespace.as_str())
+                && arr(&doc.value, "/spec/targetRefs").iter().any(|t| {
+                    let name = s(t, "/name");
+                    match s(t, "/kind") {
+                        "HTTPRoute" => route_names.iter().any(|r| r == name),
+                        "Gateway" => gateway_too && name == gateway.1,
+                        _ => false,
+                    }
+                })
+        };
+        let client_auth = tree
+            .of_kind("SecurityPolicy")
+            .filter(|doc| targets_routes(doc, true))
+            .find_map(|doc| {
+                doc.value.pointer("/spec/apiKeyAuth").map(|auth| {
+                    api_key_auth(
+                        tree,
+                        &namespace,
+                        format!("SecurityPolicy/{}", doc.name()),
+                        auth,
+                    )
+                })
+            });
+        let failover = tree
+            .of_kind("BackendTrafficPolicy")
+            .filter(|doc| targets_routes(doc, false) && doc.value.pointer("/spec/retry").is_some())
+            .map(|doc| {
+                let v = &doc.value;
+                FailoverPolicy {
+                    policy: doc.name().to_owned(),
+                    route: arr(v, "/spec/targetRefs")
+                        .iter()
+                        .find(|t| s(t, "/kind") == "HTTPRoute")
+                        .map(|t| s(t, "/name").to_owned())
+                        .unwrap_or_default(),
+                    num_retries: v
+                        .pointer("/spec/retry/numRetries")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    attempts_per_priority: v
+                        .pointer("/spec/retry/numAttemptsPerPriority")
+                        .and_then(Value::as_u64),
+                    triggers: strings(v, "/spec/retry/retryOn/triggers"),
+                    status_codes: arr(v, "/spec/retry/retryOn/httpStatusCodes")
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .collect(),
+                    passive_ejection: v.pointer("/spec/healthCheck/passive").is_some(),
+                    merge_type: v
+                        .pointer("/spec/mergeType")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }
+            })
+            .collect();
+
+        let gateway_doc = tree.of_kind("Gateway").find(|doc| {
+            doc.name() == gateway.1
+                && tree.effective_namespace(doc).as_deref() == Some(gateway.0.as_str())
+        });
+        let listener = gateway_doc.and_then(|doc| {
+            arr(&doc.value, "/spec/listeners")
+                .iter()
+                .find(|l| s(l, "/protocol") == "HTTP")
+                .map(|l| Listener {
+                    name: s(l, "/name").to_owned(),
+                    port: l
+                        .get("port")
+                        .and_then(Value::as_u64)
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or(80),
+                    hostname: l.get("hostname").and_then(Value::as_str).map(str::to_owned),
+                })
+        });
+        let service = gateway_doc.and_then(|doc| {
+            let params = doc.value.pointer("/spec/infrastructure/parametersRef")?;
+            if s(params, "/kind") != "EnvoyProxy" {
+                return None;
+            }
+            let proxy = tree.of_kind("EnvoyProxy").find(|p| {
+                p.name() == s(params, "/name")
+                    && tree.effective_namespace(p).as_deref() == Some(gateway.0.as_str())
+            })?;
+            let svc = proxy
+                .value
+                .pointer("/spec/provider/kubernetes/envoyService");
+            Some(EnvoyService {
+                namespace: gateway.0.clone(),
+                name: svc
+                    .and_then(|v| v.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                service_type: svc
+                    .and_then(|v| v.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("LoadBalancer")
+                    .to_owned(),
+            })
+        });
+
         Ok(GatewayView {
             namespace,
             gateway,
+            listener,
+            service,
+            routes: route_names,
             azure,
             models,
             mcp,
             budget,
+            client_auth,
+            failover,
         })
     }
 
     /// The Azure backend an AIServiceBackend name refers to.
     pub fn azure_backend(&self, name: &str) -> Option<&AzureBackend> {
         self.azure.iter().find(|b| b.name == name)
+    }
+
+    /// The failover policy on the HTTPRoute generated for AIGatewayRoute `route`, if any.
+    pub fn failover_policy(&self, route: &str) -> Option<&FailoverPolicy> {
+        self.failover.iter().find(|p| p.route == route)
     }
 
     /// Models with at least two distinct backends (failover candidates).
@@ -311,6 +529,46 @@ impl GatewayView {
             })
             .map(|(model, targets)| (model.as_str(), targets.as_slice()))
             .collect()
+    }
+}
+
+/// An Envoy Gateway `apiKeyAuth` block, with the client names of the Secret it reads.
+fn api_key_auth(tree: &Tree, namespace: &str, policy: String, auth: &Value) -> ClientAuth {
+    let secret = arr(auth, "/credentialRefs")
+        .first()
+        .map(|r| s(r, "/name").to_owned())
+        .unwrap_or_default();
+    let header = arr(auth, "/extractFrom")
+        .iter()
+        .flat_map(|e| arr(e, "/headers"))
+        .find_map(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut clients: Vec<String> = tree
+        .of_kind("Secret")
+        .filter(|doc| {
+            doc.name() == secret && tree.effective_namespace(doc).as_deref() == Some(namespace)
+        })
+        .flat_map(|doc| {
+            ["/stringData", "/data"]
+                .into_iter()
+                .filter_map(|p| doc.value.pointer(p).and_then(Value::as_object))
+                .flat_map(|map| map.keys().cloned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    clients.sort();
+    clients.dedup();
+    ClientAuth {
+        policy,
+        secret,
+        header,
+        client_id_header: auth
+            .get("forwardClientIDHeader")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        sanitize: auth.get("sanitize").and_then(Value::as_bool) == Some(true),
+        clients,
     }
 }
 

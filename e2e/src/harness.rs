@@ -59,44 +59,121 @@ pub async fn main(options: Options) -> u8 {
     }
 }
 
-/// The command that renders `e2e/cluster.yaml` + `e2e/nodes.yaml` into `out`.
-/// Coordinated with `cargo xtask configure`; see docs/e2e.md.
-pub fn render_command(workspace: &Path, out: &Path) -> Vec<String> {
-    let e2e = workspace.join("e2e");
+/// Fake Cloudflare tunnel credentials: the tunnel's template needs the file, the tunnel itself
+/// never runs in the e2e cluster (its app is suspended).
+const FAKE_TUNNEL: &str = "{\"AccountTag\":\"e2e-fake-account\",\"TunnelSecret\":\"ZTJlLWZha2UtdHVubmVsLXNlY3JldA==\",\"TunnelID\":\"00000000-0000-4000-8000-00000000e2e0\"}\n";
+
+/// Make `dir` a throwaway repository for the e2e render: copies of `e2e/cluster.yaml` and
+/// `e2e/nodes.yaml`, and fake tunnel credentials (mode 0600). The keys come from
+/// `cargo xtask init` (see [`render_commands`]): fresh for every run, never the user's.
+pub fn prepare_render_dir(workspace: &Path, dir: &Path) -> anyhow::Result<()> {
+    create_private_dir(dir)?;
+    for name in ["cluster.yaml", "nodes.yaml"] {
+        let from = workspace.join("e2e").join(name);
+        std::fs::copy(&from, dir.join(name))
+            .with_context(|| format!("cannot copy {} to {}", from.display(), dir.display()))?;
+    }
+    write_private(&dir.join("cloudflare-tunnel.json"), FAKE_TUNNEL.as_bytes())
+}
+
+/// The commands (run from the workspace root) that render the e2e configuration in `dir`, as a
+/// user would: `cargo xtask init` creates a new age key, push token (and deploy key) there,
+/// keeping the copied configs, then `cargo xtask configure` reads the keys from the directory
+/// of its `--config` and writes the tree, encrypted with that age key, into `--out`. The
+/// rendered tree and its `age.key` end up side by side in `dir`, the layout `--rendered DIR`
+/// takes; Flux gets the same age key to decrypt.
+pub fn render_commands(dir: &Path) -> Vec<Vec<String>> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let xtask = |args: &[String]| {
+        ["cargo", "xtask"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+    };
+    let dir = dir.display().to_string();
     vec![
-        "cargo".into(),
-        "xtask".into(),
-        "configure".into(),
-        "--config".into(),
-        e2e.join("cluster.yaml").display().to_string(),
-        "--nodes".into(),
-        e2e.join("nodes.yaml").display().to_string(),
-        "--output".into(),
-        out.display().to_string(),
+        xtask(&["init".into(), "--dir".into(), dir.clone()]),
+        xtask(&[
+            "configure".into(),
+            "--config".into(),
+            path("cluster.yaml"),
+            "--nodes".into(),
+            path("nodes.yaml"),
+            "--out".into(),
+            dir,
+        ]),
     ]
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Render e2e/cluster.yaml into `dir` (see [`render_commands`]).
+fn render(workspace: &Path, dir: &Path) -> anyhow::Result<()> {
+    prepare_render_dir(workspace, dir)?;
+    for command in render_commands(dir) {
+        println!("==> render the e2e config: {}", command.join(" "));
+        let status = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(workspace)
+            .status()
+            .with_context(|| format!("cannot run {}", command[0]))?;
+        if !status.success() {
+            bail!(
+                "`{}` failed ({status}, see above); pass --rendered DIR to use a tree rendered elsewhere",
+                command.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run(options: Options) -> anyhow::Result<u8> {
     let scratch = std::env::temp_dir().join(format!("ai-gateway-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    create_private_dir(&scratch)?;
+    let result = run_in(&options, &scratch).await;
+    // The throwaway keys and the rendered tree go with the scratch directory.
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn run_in(options: &Options, scratch: &Path) -> anyhow::Result<u8> {
+    // Tools first: without them nothing is rendered, built or created.
+    if !options.plan_only {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(report) = preflight::problems(&preflight::check(preflight::TOOLS, &path)) {
+            eprint!("{report}");
+            eprintln!(
+                "e2e: not run. This is not a pass: the end-to-end checks need a container engine (see docs/e2e.md)."
+            );
+            return Ok(2);
+        }
+    }
     let rendered = match &options.rendered {
         Some(dir) => dir.clone(),
         None => {
-            let out = scratch.join("rendered");
-            let command = render_command(&options.workspace, &out);
-            println!("==> render the e2e config: {}", command.join(" "));
-            let status = std::process::Command::new(&command[0])
-                .args(&command[1..])
-                .current_dir(&options.workspace)
-                .status()
-                .context("cannot run cargo")?;
-            if !status.success() {
-                bail!(
-                    "rendering e2e/cluster.yaml failed (see above); pass --rendered DIR to use a tree rendered elsewhere"
-                );
-            }
-            out
+            let dir = scratch.join("repo");
+            render(&options.workspace, &dir)?;
+            dir
         }
     };
     let tree = Tree::load(&rendered)?;
@@ -105,25 +182,15 @@ async fn run(options: Options) -> anyhow::Result<u8> {
     let layout = Layout {
         workspace: options.workspace.clone(),
         rendered: rendered.clone(),
-        scratch: scratch.clone(),
+        scratch: scratch.to_path_buf(),
         age_key: rendered.join("age.key"),
     };
     let plan = plan::build(&layout, &tree, &config).map_err(anyhow::Error::msg)?;
     if options.plan_only {
         print!("{plan}");
-        let _ = std::fs::remove_dir_all(&scratch);
         return Ok(0);
     }
 
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(report) = preflight::problems(&preflight::check(preflight::TOOLS, &path)) {
-        eprint!("{report}");
-        eprintln!(
-            "e2e: not run. This is not a pass: the end-to-end checks need a container engine (see docs/e2e.md)."
-        );
-        let _ = std::fs::remove_dir_all(&scratch);
-        return Ok(2);
-    }
     if !layout.age_key.is_file() {
         bail!(
             "{}: the age key that encrypted the rendered secrets is needed for Flux to decrypt them",
@@ -131,7 +198,7 @@ async fn run(options: Options) -> anyhow::Result<u8> {
         );
     }
 
-    let mut state = State::new(layout, tree, config, plan.clone())?;
+    let mut state = State::new(layout, config, plan.clone())?;
     let result = state.execute(&plan).await;
     let code = match result {
         Ok(0) => {
@@ -148,7 +215,6 @@ async fn run(options: Options) -> anyhow::Result<u8> {
         }
     };
     state.cleanup(options.keep).await;
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(code)
 }
 
@@ -160,7 +226,6 @@ struct RunningContainer {
 
 struct State {
     layout: Layout,
-    tree: Tree,
     config: E2eConfig,
     plan: Plan,
     ca: TestCa,
@@ -170,10 +235,9 @@ struct State {
 }
 
 impl State {
-    fn new(layout: Layout, tree: Tree, config: E2eConfig, plan: Plan) -> anyhow::Result<State> {
+    fn new(layout: Layout, config: E2eConfig, plan: Plan) -> anyhow::Result<State> {
         Ok(State {
             layout,
-            tree,
             config,
             plan,
             ca: TestCa::generate()?,
@@ -481,44 +545,63 @@ impl State {
         )?)
     }
 
+    /// The AI gateway's plain-HTTP listener on its Envoy Service's LoadBalancer address: the
+    /// Service the rendered EnvoyProxy pins (`envoyService.name`), else the one Envoy Gateway
+    /// labels as the Gateway's.
     async fn gateway_endpoint(&self, path: &str) -> anyhow::Result<Endpoint> {
         let (ns, name) = &self.plan.view.gateway;
-        let selector = format!(
-            "gateway.envoyproxy.io/owning-gateway-name={name},gateway.envoyproxy.io/owning-gateway-namespace={ns}"
-        );
-        let services = command_output(
-            "kubectl",
-            &[
-                "get",
-                "service",
-                "--all-namespaces",
-                "-l",
-                &selector,
-                "-o",
-                "json",
-            ],
-        )
-        .await?;
-        let services: Value = serde_json::from_str(&services)?;
-        let ip = services
-            .pointer("/items/0/status/loadBalancer/ingress/0/ip")
+        let service: Value = match self
+            .plan
+            .view
+            .service
+            .as_ref()
+            .and_then(|s| s.name.as_ref().map(|n| (s.namespace.as_str(), n.as_str())))
+        {
+            Some((svc_ns, svc_name)) => serde_json::from_str(
+                &command_output(
+                    "kubectl",
+                    &["-n", svc_ns, "get", "service", svc_name, "-o", "json"],
+                )
+                .await?,
+            )?,
+            None => {
+                let selector = format!(
+                    "gateway.envoyproxy.io/owning-gateway-name={name},gateway.envoyproxy.io/owning-gateway-namespace={ns}"
+                );
+                let list: Value = serde_json::from_str(
+                    &command_output(
+                        "kubectl",
+                        &[
+                            "get",
+                            "service",
+                            "--all-namespaces",
+                            "-l",
+                            &selector,
+                            "-o",
+                            "json",
+                        ],
+                    )
+                    .await?,
+                )?;
+                list.pointer("/items/0")
+                    .cloned()
+                    .context("no Envoy Service carries the AI Gateway's owning-gateway labels")?
+            }
+        };
+        let ip = service
+            .pointer("/status/loadBalancer/ingress/0/ip")
             .and_then(Value::as_str)
             .context("the AI Gateway's Envoy Service has no LoadBalancer address")?;
-        let gateway = self
-            .tree
-            .of_kind("Gateway")
-            .find(|g| g.name() == name.as_str())
-            .context("Gateway not rendered")?;
-        let listener = gateway
-            .value
-            .pointer("/spec/listeners")
-            .and_then(Value::as_array)
-            .and_then(|ls| ls.iter().find(|l| l.get("protocol").and_then(Value::as_str) == Some("HTTP")))
+        let listener = self
+            .plan
+            .view
+            .listener
+            .as_ref()
             .context("the AI Gateway has no plain HTTP listener the harness can reach without the production certificate")?;
-        let port = listener.get("port").and_then(Value::as_u64).unwrap_or(80);
+        let port = listener.port;
         let host = listener
-            .get("hostname")
-            .and_then(Value::as_str)
+            .hostname
+            .as_deref()
             .unwrap_or(ip)
             .replace("${SECRET_DOMAIN}", &self.config.cloudflare_domain);
         Ok(
@@ -533,14 +616,29 @@ impl State {
             .unwrap_or_else(|err| Err(format!("{err:#}")))
     }
 
+    /// The plaintext key of a client named in the plan (from e2e/cluster.yaml).
+    fn key_of(&self, client: &Option<String>) -> anyhow::Result<Option<String>> {
+        client
+            .as_deref()
+            .map(|name| {
+                self.config
+                    .client_key(name)
+                    .map(str::to_owned)
+                    .with_context(|| format!("client `{name}` has no key in e2e/cluster.yaml"))
+            })
+            .transpose()
+    }
+
     async fn traffic_inner(&mut self, spec: &TrafficSpec) -> anyhow::Result<traffic::Verdict> {
-        let openai = OpenAiClient::new(self.gateway_endpoint("").await?);
+        let gateway = OpenAiClient::new(self.gateway_endpoint("").await?);
         match spec {
             TrafficSpec::Route {
                 model,
                 backend,
                 deployment,
+                client,
             } => {
+                let openai = gateway.with_api_key(self.key_of(client)?.as_deref());
                 let outcome = openai
                     .chat(model, Some(&format!("e2e-route-{model}")))
                     .await?;
@@ -553,15 +651,47 @@ impl State {
                 )
                 .await
             }
-            TrafficSpec::UnknownModel { model } => {
+            TrafficSpec::UnknownModel { model, client } => {
+                let openai = gateway.with_api_key(self.key_of(client)?.as_deref());
                 let outcome = openai.chat(model, Some("e2e-unknown")).await?;
                 Ok(traffic::unknown_model_refused(
                     outcome.status,
                     outcome.upstream.as_deref(),
                 ))
             }
+            TrafficSpec::ClientKeys {
+                model, mcp_path, ..
+            } => {
+                let mut attempts = Vec::new();
+                for (what, key) in [
+                    ("no key", None),
+                    ("an unknown key", Some("e2e-not-a-client-key")),
+                ] {
+                    let outcome = gateway.with_api_key(key).chat(model, None).await?;
+                    attempts.push((
+                        format!("model `{model}` with {what}"),
+                        outcome.status,
+                        outcome.upstream,
+                    ));
+                }
+                if let Some(path) = mcp_path {
+                    let mut client = McpClient::new(self.gateway_endpoint(path).await?);
+                    let status = match client.initialize().await {
+                        Ok(_) => 200,
+                        Err(crate::client::mcp::McpError::Status(status, _)) => status,
+                        Err(other) => return Err(other.into()),
+                    };
+                    attempts.push((format!("MCP {path} with no key"), status, None));
+                }
+                Ok(traffic::refused_without_key(&attempts))
+            }
             TrafficSpec::Budget {
-                limit, cost, model, ..
+                header,
+                limit,
+                cost,
+                models,
+                identity,
+                ..
             } => {
                 let usage = traffic::usage_for_budget(*limit, *cost)
                     .context("budget cannot be exercised")?;
@@ -571,21 +701,49 @@ impl State {
                     per_request,
                 }])
                 .unwrap_or(0);
+                let (spender, control) = match identity {
+                    plan::BudgetIdentity::Header { client } => {
+                        let key = self.key_of(client)?;
+                        let user = format!("e2e-budget-{}", std::process::id());
+                        (
+                            (gateway.with_api_key(key.as_deref()), Some(user.clone())),
+                            (
+                                gateway.with_api_key(key.as_deref()),
+                                format!("{user}-control"),
+                            ),
+                        )
+                    }
+                    plan::BudgetIdentity::ClientKey { client, control } => (
+                        (
+                            gateway.with_api_key(self.key_of(&Some(client.clone()))?.as_deref()),
+                            None,
+                        ),
+                        (
+                            gateway.with_api_key(self.key_of(&Some(control.clone()))?.as_deref()),
+                            format!("e2e-budget-control-{}", std::process::id()),
+                        ),
+                    ),
+                };
                 self.set_usage(usage).await?;
-                let user = format!("e2e-budget-{}", std::process::id());
                 let mut statuses = Vec::new();
-                for _ in 0..refused {
-                    statuses.push(openai.chat(model, Some(&user)).await?.status);
+                for i in 0..refused {
+                    let model = &models[usize::try_from(i).unwrap_or(0) % models.len()];
+                    // With client keys the gateway replaces the header: a different value on every
+                    // request must not escape the budget.
+                    let user = spender
+                        .1
+                        .clone()
+                        .unwrap_or_else(|| format!("e2e-spoofed-{header}-{i}"));
+                    statuses.push(spender.0.chat(model, Some(&user)).await?.status);
                 }
-                let control = openai
-                    .chat(model, Some(&format!("{user}-control")))
-                    .await?
-                    .status;
+                let control_status = control.0.chat(&models[0], Some(&control.1)).await?.status;
                 self.set_usage(DEFAULT_USAGE).await?;
-                Ok(traffic::budget_bites(refused, &statuses, control)
+                Ok(traffic::budget_bites(refused, &statuses, control_status)
                     .map(|d| format!("{d} (statuses {statuses:?})")))
             }
-            TrafficSpec::Mcp { path, .. } => {
+            TrafficSpec::Mcp {
+                path, client: who, ..
+            } => {
                 let route = self
                     .plan
                     .view
@@ -606,6 +764,9 @@ impl State {
                 let expected = traffic::expected_tools(&route.backends, &served)
                     .map_err(anyhow::Error::msg)?;
                 let mut client = McpClient::new(self.gateway_endpoint(path).await?);
+                if let Some(key) = self.key_of(who)? {
+                    client = client.with_header("authorization", &format!("Bearer {key}"));
+                }
                 client.initialize().await?;
                 let listed = client.list_tools().await?;
                 let verdict = traffic::tools_match(&expected, &listed);
@@ -625,7 +786,10 @@ impl State {
                 model,
                 stop,
                 expect,
+                client,
+                first_try,
             } => {
+                let openai = gateway.with_api_key(self.key_of(client)?.as_deref());
                 let stopped = self
                     .mock_for_backend(stop)
                     .context("no mock for the first backend")?
@@ -639,24 +803,36 @@ impl State {
                         .await
                         .context("cannot stop the first backend's mock")?;
                 }
-                let mut last = Ok(String::new());
+                // The Azure deployment behind the second backend (its modelNameOverride, if any).
+                let deployment = self
+                    .plan
+                    .view
+                    .models
+                    .get(model)
+                    .and_then(|targets| targets.iter().find(|t| &t.backend == expect))
+                    .and_then(|t| t.deployment.clone())
+                    .unwrap_or_else(|| model.clone());
+                let mut attempts = Vec::new();
                 for _ in 0..10 {
                     let outcome = openai.chat(model, Some("e2e-failover")).await?;
-                    last = self
+                    let verdict = self
                         .routed(
                             model,
-                            model,
+                            &deployment,
                             expect,
                             outcome.status,
                             outcome.upstream.as_deref(),
                         )
                         .await?;
-                    if last.is_ok() {
+                    let done = verdict.is_ok();
+                    attempts.push(verdict);
+                    if done {
                         break;
                     }
                     tokio::time::sleep(Duration::from_secs(3)).await;
                 }
-                Ok(last.map(|d| format!("with {stopped} stopped: {d}")))
+                Ok(traffic::failover(&attempts, *first_try)
+                    .map(|d| format!("with {stopped} stopped: {d}")))
             }
         }
     }

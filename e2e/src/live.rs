@@ -61,6 +61,9 @@ fn rule_for(kind: &str) -> fn(&Value) -> (bool, String) {
         "Gateway" => checks::gateway_programmed,
         "Pod" => checks::pod_running,
         "BackendTLSPolicy" => checks::backend_tls_policy,
+        "SecurityPolicy" | "BackendTrafficPolicy" | "ClientTrafficPolicy" => {
+            checks::policy_accepted
+        }
         _ => checks::ai_accepted,
     }
 }

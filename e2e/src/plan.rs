@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::checks::Expected;
-use crate::gateway::{CostType, GatewayView};
+use crate::gateway::{ClientAuth, CostType, GatewayView};
 use crate::rendered::{FluxKustomization, HelmChart, Tree};
 use crate::traffic;
 
@@ -53,6 +53,9 @@ pub struct E2eConfig {
     pub ai_gateway_azure_deployments: Vec<AzureDeployment>,
     #[serde(default)]
     pub ai_gateway_mcp_servers: Vec<McpServer>,
+    /// Client keys, in file order: the first one speaks for the ordinary checks.
+    #[serde(default)]
+    pub ai_gateway_client_keys: Vec<ClientKey>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,7 +63,36 @@ pub struct AzureDeployment {
     pub name: String,
     pub host: String,
     pub api_key: String,
-    pub models: Vec<String>,
+    pub models: Vec<Model>,
+}
+
+/// A model of an Azure resource: its name, or `{name, deployment}` when the Azure deployment is
+/// named differently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Model {
+    Name(String),
+    Mapped {
+        name: String,
+        #[serde(default)]
+        deployment: Option<String>,
+    },
+}
+
+impl Model {
+    /// The Azure deployment name the mock must accept.
+    pub fn deployment(&self) -> &str {
+        match self {
+            Model::Name(name) => name,
+            Model::Mapped { name, deployment } => deployment.as_deref().unwrap_or(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientKey {
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +110,14 @@ impl E2eConfig {
         let text =
             std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
         serde_saphyr::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    /// The key of client `name`.
+    pub fn client_key(&self, name: &str) -> Option<&str> {
+        self.ai_gateway_client_keys
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.key.as_str())
     }
 }
 
@@ -135,34 +175,63 @@ pub struct CheckSpec {
     pub expected: Vec<Expected>,
 }
 
-/// A traffic check.
+/// A traffic check. `client` is the client key (by name, from e2e/cluster.yaml) a request
+/// carries as `Authorization: Bearer <key>`; `None` when the route takes no client keys.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrafficSpec {
     Route {
         model: String,
         backend: String,
         deployment: String,
+        client: Option<String>,
     },
     UnknownModel {
         model: String,
+        client: Option<String>,
+    },
+    /// Client keys are enforced: no key and a wrong key get 401 from the gateway on the model
+    /// route (and on the MCP endpoint, when it has client keys too), no upstream reached.
+    ClientKeys {
+        model: String,
+        header: String,
+        mcp_path: Option<String>,
     },
     Failover {
         model: String,
         stop: String,
         expect: String,
+        client: Option<String>,
+        /// The route's failover policy retries a connect failure on the next priority, so the
+        /// very first request after the stop must succeed.
+        first_try: bool,
     },
     Budget {
         header: String,
         limit: u64,
         cost: CostType,
-        model: String,
-        backend: String,
+        /// `shared: true`: requests alternate between these models and still share one budget.
+        shared: bool,
+        models: Vec<String>,
+        identity: BudgetIdentity,
     },
     Mcp {
         route: String,
         path: String,
         backends: Vec<String>,
+        client: Option<String>,
     },
+}
+
+/// Whose budget the budget check spends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BudgetIdentity {
+    /// The client names itself in the budget header (no client keys set it); `client` is the
+    /// key the requests carry if the route needs one.
+    Header { client: Option<String> },
+    /// Client keys: the gateway writes the key's name into the budget header
+    /// (`forwardClientIDHeader`), replacing the client's own. `client` spends its budget while
+    /// sending a different made-up header value each time; `control` is another client.
+    ClientKey { client: String, control: String },
 }
 
 /// One thing the harness does.
@@ -245,6 +314,8 @@ pub struct Layout {
 /// Build the plan from the rendered tree and the e2e config.
 pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, String> {
     let view = GatewayView::from_tree(tree)?;
+    reachable(&view)?;
+    let traffic = traffic_specs(&view, config)?;
     let ordered = tree.kustomizations_in_order()?;
     let kustomizations = needed_kustomizations(&ordered, &view.namespace)?;
     let mut steps = Vec::new();
@@ -326,7 +397,11 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
             hostname: backend.host.hostname.clone(),
             port: backend.host.port,
             api_key: deployment.api_key.clone(),
-            deployments: deployment.models.clone(),
+            deployments: deployment
+                .models
+                .iter()
+                .map(|m| m.deployment().to_owned())
+                .collect(),
         });
     }
     for route in &view.mcp {
@@ -557,11 +632,25 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
     });
 
     steps.push(Step {
-        title: "Traffic through the AI Gateway".into(),
-        actions: traffic_specs(&view)?
-            .into_iter()
-            .map(Action::Traffic)
-            .collect(),
+        title: format!(
+            "Traffic through the AI Gateway (Gateway {}/{}, listener {}, Service {})",
+            view.gateway.0,
+            view.gateway.1,
+            view.listener
+                .as_ref()
+                .map(|l| format!("{} :{}", l.name, l.port))
+                .unwrap_or_default(),
+            view.service
+                .as_ref()
+                .map(|s| format!(
+                    "{}/{} ({})",
+                    s.namespace,
+                    s.name.as_deref().unwrap_or("<chosen by Envoy Gateway>"),
+                    s.service_type
+                ))
+                .unwrap_or_else(|| "found by its owning-gateway labels".into())
+        ),
+        actions: traffic.into_iter().map(Action::Traffic).collect(),
     });
 
     Ok(Plan {
@@ -569,6 +658,27 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         kustomizations,
         view,
     })
+}
+
+/// The harness sends its traffic from outside the cluster to the Gateway's plain-HTTP listener
+/// on its LoadBalancer address (MetalLB on kind). Refuse, before anything is created, a tree it
+/// could not reach.
+fn reachable(view: &GatewayView) -> Result<(), String> {
+    if view.listener.is_none() {
+        return Err(format!(
+            "Gateway {}/{} has no plain HTTP listener the harness can reach without the production certificate",
+            view.gateway.0, view.gateway.1
+        ));
+    }
+    if let Some(service) = &view.service
+        && service.service_type != "LoadBalancer"
+    {
+        return Err(format!(
+            "the Envoy Service of Gateway {}/{} is {} (no `ai_gateway_addr` in the config?): the harness reaches the gateway through a LoadBalancer address",
+            view.gateway.0, view.gateway.1, service.service_type
+        ));
+    }
+    Ok(())
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -762,14 +872,81 @@ pub fn check_specs(
         check: "BackendTLSPolicies present",
         api_version: "gateway.networking.k8s.io/v1",
         kind: "BackendTLSPolicy",
-        namespace: ns,
+        namespace: ns.clone(),
         expected: expected_of(tree, "BackendTLSPolicy"),
     });
+    // Envoy Gateway policies of the AI namespace (client keys, token budget, failover, buffer
+    // size): each must have attached to its target. A policy on the HTTPRoute the controller
+    // generates stays unattached if that route never appears.
+    for kind in [
+        "ClientTrafficPolicy",
+        "BackendTrafficPolicy",
+        "SecurityPolicy",
+    ] {
+        let expected: Vec<Expected> = expected_of(tree, kind)
+            .into_iter()
+            .filter(|e| e.namespace == ns)
+            .collect();
+        if !expected.is_empty() {
+            specs.push(CheckSpec {
+                check: "Policies Accepted",
+                api_version: "gateway.envoyproxy.io/v1alpha1",
+                kind,
+                namespace: ns.clone(),
+                expected,
+            });
+        }
+    }
     specs
 }
 
-/// The traffic checks the rendered routes call for.
-pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
+/// Every client key the rendered tree guards a route with must be known (in plaintext) from
+/// e2e/cluster.yaml: the rendered Secret's key names (which SOPS leaves readable) are checked
+/// against `ai_gateway_client_keys`.
+fn check_clients(view: &GatewayView, config: &E2eConfig) -> Result<(), String> {
+    let auths = view
+        .client_auth
+        .iter()
+        .chain(view.mcp.iter().filter_map(|r| r.client_auth.as_ref()));
+    for auth in auths {
+        if auth.clients.is_empty() {
+            return Err(format!(
+                "{} reads client keys from Secret `{}`, which the rendered tree does not hold",
+                auth.policy, auth.secret
+            ));
+        }
+        let missing: Vec<&str> = auth
+            .clients
+            .iter()
+            .filter(|c| config.client_key(c).is_none())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "e2e/cluster.yaml: the rendered Secret `{}` has client(s) {} that `ai_gateway_client_keys` does not list; the harness needs their keys",
+                auth.secret,
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first client of e2e/cluster.yaml that `auth` admits; `None` without client keys.
+fn first_client(auth: Option<&ClientAuth>, config: &E2eConfig) -> Option<String> {
+    let auth = auth?;
+    config
+        .ai_gateway_client_keys
+        .iter()
+        .find(|c| auth.clients.contains(&c.name))
+        .map(|c| c.name.clone())
+}
+
+/// The traffic checks the rendered routes call for, in the order they run (failover stops a
+/// mock, so it comes last).
+pub fn traffic_specs(view: &GatewayView, config: &E2eConfig) -> Result<Vec<TrafficSpec>, String> {
+    check_clients(view, config)?;
+    let client = first_client(view.client_auth.as_ref(), config);
     let mut specs = Vec::new();
     for (model, targets) in &view.models {
         let first = targets
@@ -780,29 +957,84 @@ pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
             model: model.clone(),
             backend: first.backend.clone(),
             deployment: first.deployment.clone().unwrap_or_else(|| model.clone()),
+            client: client.clone(),
         });
     }
     specs.push(TrafficSpec::UnknownModel {
         model: "e2e-no-such-model".into(),
+        client: client.clone(),
     });
+    if let (Some(auth), Some(model)) = (&view.client_auth, view.models.keys().next()) {
+        specs.push(TrafficSpec::ClientKeys {
+            model: model.clone(),
+            header: auth.header.clone(),
+            mcp_path: view
+                .mcp
+                .iter()
+                .find(|r| r.client_auth.is_some())
+                .map(|r| r.path.clone()),
+        });
+    }
     if let Some(rule) = view
         .budget
         .iter()
         .filter(|r| traffic::usage_for_budget(r.limit, r.cost).is_some())
         .min_by_key(|r| r.limit)
-        && let Some((model, targets)) = view.models.iter().next()
     {
-        let backend = targets
-            .iter()
-            .min_by_key(|t| t.priority)
-            .map(|t| t.backend.clone())
-            .unwrap_or_default();
+        // With a shared budget, alternate between two models: one budget must still bite.
+        let models: Vec<String> = view
+            .models
+            .keys()
+            .take(if rule.shared { 2 } else { 1 })
+            .cloned()
+            .collect();
+        if models.is_empty() {
+            return Err(format!(
+                "BackendTrafficPolicy `{}` limits tokens, but no AIGatewayRoute routes a model",
+                rule.policy
+            ));
+        }
+        let keyed_on_client = view.client_auth.as_ref().is_some_and(|auth| {
+            auth.client_id_header
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&rule.header))
+        });
+        let identity = if keyed_on_client {
+            // Two clients besides the one of the other checks, whose budget they must not touch.
+            let others: Vec<&str> = config
+                .ai_gateway_client_keys
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|name| Some(*name) != client.as_deref())
+                .filter(|name| {
+                    view.client_auth
+                        .as_ref()
+                        .is_some_and(|a| a.clients.iter().any(|c| c == name))
+                })
+                .collect();
+            let [spender, control, ..] = others[..] else {
+                return Err(format!(
+                    "e2e/cluster.yaml: the token budget is keyed on the client key's name ({}), so its check needs three `ai_gateway_client_keys` (one for the other checks, one to spend its budget, one as control); found {}",
+                    rule.header,
+                    config.ai_gateway_client_keys.len()
+                ));
+            };
+            BudgetIdentity::ClientKey {
+                client: spender.to_owned(),
+                control: control.to_owned(),
+            }
+        } else {
+            BudgetIdentity::Header {
+                client: client.clone(),
+            }
+        };
         specs.push(TrafficSpec::Budget {
             header: rule.header.clone(),
             limit: rule.limit,
             cost: rule.cost,
-            model: model.clone(),
-            backend,
+            shared: rule.shared,
+            models,
+            identity,
         });
     }
     for route in &view.mcp {
@@ -810,9 +1042,9 @@ pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
             route: route.name.clone(),
             path: route.path.clone(),
             backends: route.backends.iter().map(|b| b.name.clone()).collect(),
+            client: first_client(route.client_auth.as_ref(), config),
         });
     }
-    // Failover stops a mock, so it runs last.
     for (model, targets) in view.failover_models() {
         let mut sorted = targets.to_vec();
         sorted.sort_by_key(|t| t.priority);
@@ -821,6 +1053,10 @@ pub fn traffic_specs(view: &GatewayView) -> Result<Vec<TrafficSpec>, String> {
                 model: model.to_owned(),
                 stop: sorted[0].backend.clone(),
                 expect: second.backend.clone(),
+                client: client.clone(),
+                first_try: view
+                    .failover_policy(&sorted[0].route)
+                    .is_some_and(|p| p.retries_connect_failures_on_next_priority()),
             });
         }
     }
@@ -933,59 +1169,126 @@ impl fmt::Display for Action {
                     write!(f, ": {}", names.join(", "))
                 }
             }
-            Action::Traffic(spec) => match spec {
-                TrafficSpec::Route {
-                    model,
-                    backend,
-                    deployment,
-                } => write!(
+            Action::Traffic(spec) => write!(f, "traffic: {spec}"),
+        }
+    }
+}
+
+/// ` (client key `name`)` when the request carries a client key.
+fn as_client(client: &Option<String>) -> String {
+    client
+        .as_deref()
+        .map(|c| format!(" (client key `{c}`)"))
+        .unwrap_or_default()
+}
+
+impl fmt::Display for TrafficSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrafficSpec::Route {
+                model,
+                backend,
+                deployment,
+                client,
+            } => write!(
+                f,
+                "model `{model}`{} → 200 from {backend}'s mock, upstream path /openai/deployments/{deployment}/chat/completions with its api-key and no Authorization",
+                as_client(client)
+            ),
+            TrafficSpec::UnknownModel { model, client } => write!(
+                f,
+                "model `{model}`{} → 404, no upstream reached",
+                as_client(client)
+            ),
+            TrafficSpec::ClientKeys {
+                model,
+                header,
+                mcp_path,
+            } => {
+                write!(
                     f,
-                    "traffic: model `{model}` → 200 from {backend}'s mock, upstream path /openai/deployments/{deployment}/chat/completions with its api-key"
-                ),
-                TrafficSpec::UnknownModel { model } => {
-                    write!(f, "traffic: model `{model}` → 404, no upstream reached")
+                    "client keys: model `{model}` with no {header} and with an unknown key → 401, no upstream reached"
+                )?;
+                if let Some(path) = mcp_path {
+                    write!(f, "; MCP {path} initialize with no key → 401")?;
                 }
-                TrafficSpec::Failover {
-                    model,
-                    stop,
-                    expect,
-                } => {
-                    write!(
-                        f,
-                        "traffic: stop {stop}'s mock, model `{model}` → 200 from {expect}'s mock"
-                    )
+                Ok(())
+            }
+            TrafficSpec::Failover {
+                model,
+                stop,
+                expect,
+                client,
+                first_try,
+            } => write!(
+                f,
+                "stop {stop}'s mock, model `{model}`{} → 200 from {expect}'s mock{}",
+                as_client(client),
+                if *first_try {
+                    " on the first request (the failover policy retries a connect failure on the next priority)"
+                } else {
+                    " (within 10 tries: no failover policy retries it)"
                 }
-                TrafficSpec::Budget {
-                    header,
-                    limit,
-                    cost,
-                    model,
-                    ..
-                } => {
-                    let per_request = traffic::usage_for_budget(*limit, *cost)
-                        .and_then(|u| traffic::cost_of(*cost, u))
-                        .unwrap_or(0);
-                    let refused = traffic::first_refused(&[traffic::Charge {
-                        limit: *limit,
-                        per_request,
-                    }])
+            ),
+            TrafficSpec::Budget {
+                header,
+                limit,
+                cost,
+                shared,
+                models,
+                identity,
+            } => {
+                let per_request = traffic::usage_for_budget(*limit, *cost)
+                    .and_then(|u| traffic::cost_of(*cost, u))
                     .unwrap_or(0);
-                    write!(
-                        f,
-                        "traffic: budget {limit} {cost:?}/{header}: mock reports {per_request} per answer; model `{model}` → 200 × {} then 429 on request {refused}; another {header} → 200",
-                        refused.saturating_sub(1)
-                    )
-                }
-                TrafficSpec::Mcp {
-                    route,
-                    path,
-                    backends,
-                } => write!(
+                let refused = traffic::first_refused(&[traffic::Charge {
+                    limit: *limit,
+                    per_request,
+                }])
+                .unwrap_or(0);
+                let models = models
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                write!(
                     f,
-                    "traffic: MCP {path} (MCPRoute {route}): initialize, tools/list = `<backend>__<tool>` for backends {} filtered by toolSelector, tools/call one",
-                    backends.join(", ")
-                ),
-            },
+                    "budget {limit} {cost:?} per {header}{}: mock reports {per_request} per answer; ",
+                    if *shared {
+                        " (shared by every route)"
+                    } else {
+                        ""
+                    }
+                )?;
+                let (spender, control) = match identity {
+                    BudgetIdentity::Header { client } => (
+                        format!("one {header}{}", as_client(client)),
+                        format!("another {header}"),
+                    ),
+                    BudgetIdentity::ClientKey { client, control } => (
+                        format!(
+                            "client key `{client}` (sending a different {header} each time, which the gateway replaces)"
+                        ),
+                        format!("client key `{control}`"),
+                    ),
+                };
+                write!(
+                    f,
+                    "{spender}, model {models} → 200 × {} then 429 on request {refused}; {control} → 200",
+                    refused.saturating_sub(1)
+                )
+            }
+            TrafficSpec::Mcp {
+                route,
+                path,
+                backends,
+                client,
+            } => write!(
+                f,
+                "MCP {path} (MCPRoute {route}){}: initialize, tools/list = `<backend>__<tool>` for backends {} filtered by toolSelector, tools/call one",
+                as_client(client),
+                backends.join(", ")
+            ),
         }
     }
 }

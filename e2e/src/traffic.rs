@@ -88,6 +88,54 @@ pub fn unknown_model_refused(status: u16, upstream: Option<&str>) -> Verdict {
     }
 }
 
+/// A request without a valid client key must be refused by the gateway itself: 401, and no
+/// upstream reached. `attempts` are `(what was sent, status, which mock answered)`.
+pub fn refused_without_key(attempts: &[(String, u16, Option<String>)]) -> Verdict {
+    if attempts.is_empty() {
+        return Err("nothing was sent".to_owned());
+    }
+    let wrong: Vec<String> = attempts
+        .iter()
+        .filter_map(|(what, status, upstream)| match (status, upstream) {
+            (401, None) => None,
+            (status, Some(mock)) => Some(format!("{what}: {status} from upstream `{mock}`")),
+            (status, None) => Some(format!("{what}: {status}, expected 401")),
+        })
+        .collect();
+    if wrong.is_empty() {
+        let what: Vec<&str> = attempts.iter().map(|(what, ..)| what.as_str()).collect();
+        Ok(format!("401 from the gateway for {}", what.join("; ")))
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// The failover verdict over the attempts made after the first deployment was stopped, one
+/// [`routed_to`] verdict each, in order; the harness stops at the first success. With a
+/// failover policy that retries connect failures on the next priority (`first_try`), the
+/// first request must already succeed: the client never sees the dead deployment.
+pub fn failover(attempts: &[Verdict], first_try: bool) -> Verdict {
+    let Some(index) = attempts.iter().position(Result::is_ok) else {
+        return Err(match attempts.last() {
+            Some(Err(last)) => format!(
+                "no request succeeded in {} tries; last: {last}",
+                attempts.len()
+            ),
+            _ => "no request was made".to_owned(),
+        });
+    };
+    let detail = attempts[index].clone().unwrap_or_default();
+    match (index, first_try) {
+        (0, _) => Ok(format!("first request: {detail}")),
+        (n, true) => Err(format!(
+            "only request {} succeeded ({detail}); the failover policy should have retried the first on the next priority: {}",
+            n + 1,
+            attempts[0].clone().err().unwrap_or_default()
+        )),
+        (n, false) => Ok(format!("request {}: {detail}", n + 1)),
+    }
+}
+
 /// One budget rule reduced to numbers: its limit and what one request costs under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
@@ -470,6 +518,61 @@ mod tests {
         );
         assert!(budget_bites(3, &[200, 200, 503], 200).is_err());
         assert!(budget_bites(3, &[200, 200], 200).is_err());
+    }
+
+    #[test]
+    fn client_key_refusals() {
+        let ok = [
+            ("no key".to_owned(), 401, None),
+            ("unknown key".to_owned(), 401, None),
+        ];
+        assert!(
+            refused_without_key(&ok)
+                .unwrap()
+                .contains("no key; unknown key")
+        );
+        // Let through to an upstream (even one that then refused) is a failure.
+        let leaked = [("no key".to_owned(), 401, Some("azure-a".to_owned()))];
+        assert!(
+            refused_without_key(&leaked)
+                .unwrap_err()
+                .contains("from upstream `azure-a`")
+        );
+        let open = [
+            ("no key".to_owned(), 401, None),
+            ("unknown key".to_owned(), 200, None),
+        ];
+        assert_eq!(
+            refused_without_key(&open).unwrap_err(),
+            "unknown key: 200, expected 401"
+        );
+        assert!(refused_without_key(&[]).is_err());
+    }
+
+    #[test]
+    fn failover_verdicts() {
+        let ok = || Ok::<String, String>("`gpt-4o` → azure-b".to_owned());
+        let failed = || Err::<String, String>("status 503".to_owned());
+        assert_eq!(
+            failover(&[ok()], true).unwrap(),
+            "first request: `gpt-4o` → azure-b"
+        );
+        // A client-visible failure first: fine without a retry policy, a failure with one.
+        assert_eq!(
+            failover(&[failed(), ok()], false).unwrap(),
+            "request 2: `gpt-4o` → azure-b"
+        );
+        let err = failover(&[failed(), ok()], true).unwrap_err();
+        assert!(
+            err.contains("only request 2 succeeded") && err.ends_with("status 503"),
+            "{err}"
+        );
+        assert!(
+            failover(&[failed(), failed()], false)
+                .unwrap_err()
+                .contains("in 2 tries")
+        );
+        assert!(failover(&[], false).is_err());
     }
 
     fn backend(name: &str, selector: ToolSelector) -> McpBackend {

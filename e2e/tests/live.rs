@@ -1,6 +1,8 @@
 //! The live checks (`cargo xtask ai-gateway status`) against a fake Kubernetes API server on
 //! loopback: discovery, list calls and verdicts go through the real kube client.
 
+mod common;
+
 use std::sync::Arc;
 
 use e2e::checks::Expected;
@@ -34,6 +36,7 @@ impl Handler for FakeApi {
     fn handle(&self, request: Request) -> Response {
         let ks = "kustomize.toolkit.fluxcd.io/v1";
         let ai = "aigateway.envoyproxy.io/v1alpha1";
+        let eg = "gateway.envoyproxy.io/v1alpha1";
         let body = match request.path.as_str() {
             "/apis/kustomize.toolkit.fluxcd.io/v1" => {
                 resource_list(ks, "Kustomization", "kustomizations")
@@ -42,6 +45,22 @@ impl Handler for FakeApi {
                 resource_list(ai, "AIGatewayRoute", "aigatewayroutes")
             }
             "/api/v1" => resource_list("v1", "Pod", "pods"),
+            "/apis/gateway.envoyproxy.io/v1alpha1" => {
+                resource_list(eg, "SecurityPolicy", "securitypolicies")
+            }
+            // Its target (the HTTPRoute the controller generates) never appeared: no ancestors.
+            "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/envoy-ai-gateway-system/securitypolicies" => {
+                list(
+                    eg,
+                    "SecurityPolicy",
+                    vec![object(
+                        eg,
+                        "SecurityPolicy",
+                        "azure-openai-client-keys",
+                        json!({"ancestors": []}),
+                    )],
+                )
+            }
             "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/envoy-ai-gateway-system/kustomizations" => {
                 list(
                     ks,
@@ -49,7 +68,7 @@ impl Handler for FakeApi {
                     vec![object(
                         ks,
                         "Kustomization",
-                        "ai-gateway-routes",
+                        "routes",
                         json!({"conditions": [
                     {"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": "Applied revision: latest@sha256:1", "observedGeneration": 1}]}),
                     )],
@@ -105,8 +124,8 @@ async fn status_checks_through_the_kube_client() {
             kind: "Kustomization",
             namespace: ns.clone(),
             expected: vec![
-                Expected::new("Kustomization", &ns, "ai-gateway-routes"),
-                Expected::new("Kustomization", &ns, "ai-gateway-mcp"),
+                Expected::new("Kustomization", &ns, "routes"),
+                Expected::new("Kustomization", &ns, "mcp"),
             ],
         },
         CheckSpec {
@@ -124,6 +143,17 @@ async fn status_checks_through_the_kube_client() {
             expected: vec![],
         },
         CheckSpec {
+            check: "Policies Accepted",
+            api_version: "gateway.envoyproxy.io/v1alpha1",
+            kind: "SecurityPolicy",
+            namespace: ns.clone(),
+            expected: vec![Expected::new(
+                "SecurityPolicy",
+                &ns,
+                "azure-openai-client-keys",
+            )],
+        },
+        CheckSpec {
             check: "Gateway Programmed",
             api_version: "gateway.networking.k8s.io/v1",
             kind: "Gateway",
@@ -139,22 +169,21 @@ async fn status_checks_through_the_kube_client() {
     assert_eq!(
         summary,
         vec![
-            (
-                "Kustomization envoy-ai-gateway-system/ai-gateway-routes",
-                true
-            ),
-            (
-                "Kustomization envoy-ai-gateway-system/ai-gateway-mcp",
-                false
-            ),
+            ("Kustomization envoy-ai-gateway-system/routes", true),
+            ("Kustomization envoy-ai-gateway-system/mcp", false),
             ("AIGatewayRoute envoy-ai-gateway-system/azure-openai", false),
             (
                 "Pod envoy-ai-gateway-system/ai-gateway-controller-abc",
                 true
             ),
+            (
+                "SecurityPolicy envoy-ai-gateway-system/azure-openai-client-keys",
+                false
+            ),
             ("Gateway in envoy-ai-gateway-system", false),
         ]
     );
+    assert_eq!(outcomes[4].detail, "not attached to any target yet");
     assert!(
         outcomes[2]
             .detail
@@ -163,19 +192,15 @@ async fn status_checks_through_the_kube_client() {
         outcomes[2].detail
     );
     assert!(
-        outcomes[4].detail.contains("does not serve Gateway"),
+        outcomes[5].detail.contains("does not serve Gateway"),
         "{}",
-        outcomes[4].detail
+        outcomes[5].detail
     );
 
     // Waiting for a Ready Kustomization returns at once; a missing one times out with the reason.
-    let ready = e2e::live::wait_kustomization(
-        &client,
-        &ns,
-        "ai-gateway-routes",
-        std::time::Duration::from_secs(5),
-    )
-    .await;
+    let ready =
+        e2e::live::wait_kustomization(&client, &ns, "routes", std::time::Duration::from_secs(5))
+            .await;
     assert!(ready.unwrap().starts_with("Ready"));
     let missing =
         e2e::live::wait_kustomization(&client, &ns, "nope", std::time::Duration::from_millis(10))
@@ -186,13 +211,42 @@ async fn status_checks_through_the_kube_client() {
 
 #[test]
 fn status_specs_follow_the_rendered_tree() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rendered");
-    let specs = e2e::live::status_specs(&fixture).unwrap();
-    let ks = specs.iter().find(|s| s.kind == "Kustomization").unwrap();
+    let rendered = common::render_e2e();
+    let specs = e2e::live::status_specs(rendered.path()).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        specs
+            .iter()
+            .filter(|s| s.kind == kind)
+            .flat_map(|s| {
+                s.expected
+                    .iter()
+                    .map(|e| format!("{}/{}", e.namespace, e.name))
+            })
+            .collect()
+    };
+    // The AI Gateway namespace's own Kustomizations (docs/ai-gateway.md); network/envoy-gateway
+    // is not the AI Gateway's to report on.
+    let ns = "envoy-ai-gateway-system";
+    let mut kustomizations = names("Kustomization");
+    kustomizations.sort();
     assert_eq!(
-        ks.expected.len(),
-        6,
-        "the AI Gateway namespace's own Kustomizations"
+        kustomizations,
+        [
+            "azure-openai",
+            "controller",
+            "crds",
+            "gateway",
+            "mcp",
+            "redis",
+            "routes"
+        ]
+        .map(|n| format!("{ns}/{n}"))
+    );
+    assert_eq!(names("Gateway"), [format!("{ns}/ai-gateway")]);
+    assert_eq!(names("MCPRoute"), [format!("{ns}/mcp")]);
+    assert_eq!(
+        names("SecurityPolicy"),
+        [format!("{ns}/azure-openai-client-keys")]
     );
     // No rendered tree: judge whatever is in the default namespace.
     let empty = tempfile::tempdir().unwrap();

@@ -1,19 +1,21 @@
-//! The plan and the gateway view, from the hand-written fixture tree (the lead switches these
-//! tests to the real `cargo xtask configure` output once the templates land).
+//! The gateway view and the plan, from the real templates: `e2e/cluster.yaml` rendered the way
+//! `cargo xtask configure` renders it (tests/common/mod.rs), plus variants of that config.
+//!
+//! The expected names are the ones docs/ai-gateway.md promises (Kustomizations, Gateway,
+//! Service, routes, policies, Secrets); a template that renames one breaks these tests, and so
+//! would break the harness that looks for it.
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use e2e::gateway::{CostType, GatewayView, ToolSelector};
-use e2e::plan::{self, Action, E2eConfig, Layout, MockSpec, TrafficSpec};
+use e2e::plan::{self, Action, BudgetIdentity, E2eConfig, Layout, MockSpec, TrafficSpec};
 use e2e::rendered::Tree;
+use serde_json::Value;
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture() -> PathBuf {
-    crate_dir().join("tests/fixtures/rendered")
-}
+const NS: &str = "envoy-ai-gateway-system";
 
 fn layout(rendered: &Path) -> Layout {
     Layout {
@@ -24,22 +26,100 @@ fn layout(rendered: &Path) -> Layout {
     }
 }
 
+fn e2e_text() -> String {
+    std::fs::read_to_string(common::crate_dir().join("cluster.yaml")).unwrap()
+}
+
 fn config() -> E2eConfig {
-    E2eConfig::load(&crate_dir().join("cluster.yaml")).unwrap()
+    E2eConfig::load(&common::crate_dir().join("cluster.yaml")).unwrap()
+}
+
+fn config_from(text: &str) -> E2eConfig {
+    serde_saphyr::from_str(text).unwrap()
+}
+
+/// e2e/cluster.yaml with the top-level key `key` (and its indented block) removed.
+fn without(text: &str, key: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with(&format!("{key}:")) {
+            skipping = true;
+            continue;
+        }
+        if skipping && (line.starts_with(' ') || line.starts_with('-')) {
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert_ne!(out, text, "{key} is not in the config");
+    out
+}
+
+fn traffic(plan: &plan::Plan) -> Vec<&TrafficSpec> {
+    plan.steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter_map(|a| match a {
+            Action::Traffic(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn applied(plan: &plan::Plan) -> Vec<&Value> {
+    plan.steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter_map(|a| match a {
+            Action::Apply { object, .. } => Some(object),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
-fn gateway_view_from_fixture() {
-    let tree = Tree::load(&fixture()).unwrap();
+fn gateway_view_of_the_rendered_tree() {
+    let rendered = common::render_e2e();
+    let tree = Tree::load(rendered.path()).unwrap();
     let view = GatewayView::from_tree(&tree).unwrap();
-    assert_eq!(view.namespace, "envoy-ai-gateway-system");
+
+    assert_eq!(view.namespace, NS);
+    assert_eq!(view.gateway, (NS.to_owned(), "ai-gateway".to_owned()));
+    let listener = view.listener.as_ref().unwrap();
     assert_eq!(
-        view.gateway,
-        (
-            "envoy-ai-gateway-system".to_owned(),
-            "ai-gateway".to_owned()
-        )
+        (listener.name.as_str(), listener.port, &listener.hostname),
+        ("http", 80, &None)
     );
+    // The Envoy Service the EnvoyProxy pins; LoadBalancer because e2e/cluster.yaml sets
+    // ai_gateway_addr.
+    let service = view.service.as_ref().unwrap();
+    assert_eq!(
+        (
+            service.namespace.as_str(),
+            service.name.as_deref(),
+            service.service_type.as_str()
+        ),
+        (NS, Some("ai-gateway"), "LoadBalancer")
+    );
+    // … and it is the Service the outer HTTPRoute `aiops` forwards to, on the listener's port.
+    let aiops = tree
+        .of_kind("HTTPRoute")
+        .find(|d| d.name() == "aiops")
+        .unwrap();
+    let backend = &aiops.value["spec"]["rules"][0]["backendRefs"][0];
+    assert_eq!(
+        (
+            backend["name"].as_str(),
+            backend["namespace"].as_str(),
+            backend["port"].as_u64()
+        ),
+        (Some("ai-gateway"), Some(NS), Some(80))
+    );
+
+    assert_eq!(view.routes, ["azure-openai"]);
     let hosts: Vec<(&str, &str, &str)> = view
         .azure
         .iter()
@@ -53,7 +133,7 @@ fn gateway_view_from_fixture() {
         .collect();
     assert_eq!(
         hosts,
-        vec![
+        [
             (
                 "azure-e2e-primary",
                 "e2e-primary.openai.azure.com",
@@ -66,36 +146,115 @@ fn gateway_view_from_fixture() {
             ),
         ]
     );
-    let models: Vec<&str> = view.models.keys().map(String::as_str).collect();
-    assert_eq!(models, vec!["gpt-35-turbo", "gpt-4", "gpt-4o"]);
-    let failover: Vec<&str> = view.failover_models().iter().map(|(m, _)| *m).collect();
-    assert_eq!(failover, vec!["gpt-4o"]);
-    assert_eq!(view.mcp.len(), 1);
-    assert_eq!(view.mcp[0].path, "/mcp");
-    assert_eq!(view.mcp[0].backends[0].path, "/mcp/readonly");
+    let models: BTreeMap<&str, Vec<(&str, i64)>> = view
+        .models
+        .iter()
+        .map(|(m, targets)| {
+            (
+                m.as_str(),
+                targets
+                    .iter()
+                    .map(|t| (t.backend.as_str(), t.priority))
+                    .collect(),
+            )
+        })
+        .collect();
     assert_eq!(
-        view.mcp[0].backends[0].selector,
+        models,
+        BTreeMap::from([
+            ("gpt-35-turbo", vec![("azure-e2e-secondary", 0)]),
+            ("gpt-4", vec![("azure-e2e-primary", 0)]),
+            (
+                "gpt-4o",
+                vec![("azure-e2e-primary", 0), ("azure-e2e-secondary", 1)]
+            ),
+        ])
+    );
+    assert!(
+        view.models
+            .values()
+            .flatten()
+            .all(|t| t.route == "azure-openai")
+    );
+
+    // MCP: the MCPRoute `mcp` at /mcp, the backend named after the server (the tool prefix).
+    assert_eq!(view.mcp.len(), 1);
+    let mcp = &view.mcp[0];
+    assert_eq!((mcp.name.as_str(), mcp.path.as_str()), ("mcp", "/mcp"));
+    assert_eq!(mcp.backends[0].name, "e2e-tools");
+    assert_eq!(mcp.backends[0].path, "/mcp/readonly");
+    assert_eq!(
+        mcp.backends[0].selector,
         ToolSelector::IncludeRegex(vec![".*issues?.*".into()])
     );
     assert_eq!(
-        view.mcp[0].backends[0].api_key_header.as_deref(),
+        mcp.backends[0].api_key_header.as_deref(),
         Some("Authorization")
     );
+
+    // Client keys: a SecurityPolicy on the HTTPRoute generated for the AIGatewayRoute, and the
+    // MCPRoute's own apiKeyAuth; both read Secret ai-gateway-client-keys, strip the key and set
+    // x-user-id to the client's name.
+    let clients = ["e2e-app", "e2e-budget", "e2e-control"].map(str::to_owned);
+    for (auth, policy) in [
+        (
+            view.client_auth.as_ref(),
+            "SecurityPolicy/azure-openai-client-keys",
+        ),
+        (mcp.client_auth.as_ref(), "MCPRoute/mcp"),
+    ] {
+        let auth = auth.unwrap_or_else(|| panic!("{policy}: no client keys"));
+        assert_eq!(auth.policy, policy);
+        assert_eq!(auth.secret, "ai-gateway-client-keys");
+        assert_eq!(auth.header, "Authorization");
+        assert_eq!(auth.client_id_header.as_deref(), Some("x-user-id"));
+        assert!(auth.sanitize, "{policy}");
+        assert_eq!(auth.clients, clients);
+    }
+
+    // The token budget: one shared rule per x-user-id on the Gateway, charging total tokens.
     assert_eq!(view.budget.len(), 1);
+    let rule = &view.budget[0];
     assert_eq!(
         (
-            view.budget[0].limit,
-            view.budget[0].cost,
-            view.budget[0].header.as_str()
+            rule.policy.as_str(),
+            rule.target.as_str(),
+            rule.header.as_str(),
+            rule.limit,
+            rule.unit.as_str(),
+            rule.cost,
+            rule.shared
         ),
-        (1000, CostType::TotalToken, "x-user-id")
+        (
+            "ai-gateway-token-ratelimit",
+            "Gateway/ai-gateway",
+            "x-user-id",
+            1000,
+            "Hour",
+            CostType::TotalToken,
+            true
+        )
     );
+
+    // Failover: retry on the next priority, eject failing deployments, merge with the budget.
+    let failover: Vec<&str> = view.failover_models().iter().map(|(m, _)| *m).collect();
+    assert_eq!(failover, ["gpt-4o"]);
+    assert_eq!(view.failover.len(), 1);
+    let policy = view.failover_policy("azure-openai").unwrap();
+    assert_eq!(policy.policy, "azure-openai-failover");
+    assert_eq!(policy.attempts_per_priority, Some(1));
+    assert!(policy.num_retries >= 1);
+    assert!(policy.triggers.iter().any(|t| t == "connect-failure"));
+    assert!(policy.passive_ejection);
+    assert_eq!(policy.merge_type.as_deref(), Some("StrategicMerge"));
+    assert!(policy.retries_connect_failures_on_next_priority());
 }
 
 #[test]
 fn plan_follows_the_rendered_files() {
-    let tree = Tree::load(&fixture()).unwrap();
-    let plan = plan::build(&layout(&fixture()), &tree, &config()).unwrap();
+    let rendered = common::render_e2e();
+    let tree = Tree::load(rendered.path()).unwrap();
+    let plan = plan::build(&layout(rendered.path()), &tree, &config()).unwrap();
     let text = plan.to_string();
 
     // Envoy Gateway: chart, version and values file come from the rendered HelmRelease/OCIRepository.
@@ -103,41 +262,61 @@ fn plan_follows_the_rendered_files() {
         text.contains("helm upgrade --install envoy-gateway oci://mirror.gcr.io/envoyproxy/gateway-helm --version v1.6.7 --namespace network"),
         "{text}"
     );
-    // Waits follow dependsOn: envoy-gateway (network) before the AI Gateway controller.
+    // The Kustomizations of docs/ai-gateway.md, and the one they depend on in `network`.
     let order: Vec<String> = plan
         .kustomizations
         .iter()
         .map(|ks| format!("{}/{}", ks.namespace, ks.name))
         .collect();
-    let pos = |name: &str| order.iter().position(|o| o == name).unwrap();
-    assert!(pos("network/envoy-gateway") < pos("envoy-ai-gateway-system/ai-gateway-controller"));
-    assert!(
-        pos("envoy-ai-gateway-system/ai-gateway-crds")
-            < pos("envoy-ai-gateway-system/ai-gateway-controller")
-    );
-    assert!(
-        pos("envoy-ai-gateway-system/ai-gateway-azure-openai")
-            < pos("envoy-ai-gateway-system/ai-gateway-routes")
-    );
-    assert_eq!(order.len(), 7);
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut expected: Vec<String> = [
+        "azure-openai",
+        "controller",
+        "crds",
+        "gateway",
+        "mcp",
+        "redis",
+        "routes",
+    ]
+    .iter()
+    .map(|n| format!("{NS}/{n}"))
+    .chain(["network/envoy-gateway".to_owned()])
+    .collect();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    // Waits follow dependsOn.
+    let pos = |name: &str| order.iter().position(|o| o.ends_with(name)).unwrap();
+    for (before, after) in [
+        ("/crds", "/controller"),
+        ("network/envoy-gateway", "/controller"),
+        ("/controller", "/gateway"),
+        ("/controller", "/azure-openai"),
+        ("/gateway", "/mcp"),
+        ("/gateway", "/routes"),
+        ("/azure-openai", "/routes"),
+        ("/redis", "/routes"),
+    ] {
+        assert!(
+            pos(before) < pos(after),
+            "{before} before {after}: {order:?}"
+        );
+    }
 
     // One mock per rendered upstream host, with the key from e2e/cluster.yaml.
     let mocks: Vec<&MockSpec> = plan
         .steps
         .iter()
         .flat_map(|s| &s.actions)
-        .filter_map(|a| {
-            if let Action::StartMock(m) = a {
-                Some(m)
-            } else {
-                None
-            }
+        .filter_map(|a| match a {
+            Action::StartMock(m) => Some(m),
+            _ => None,
         })
         .collect();
     let hosts: Vec<&str> = mocks.iter().map(|m| m.hostname()).collect();
     assert_eq!(
         hosts,
-        vec![
+        [
             "e2e-primary.openai.azure.com",
             "e2e-secondary.openai.azure.com",
             "mcp.e2e.test",
@@ -145,26 +324,28 @@ fn plan_follows_the_rendered_files() {
         ]
     );
     assert!(
-        matches!(mocks[1], MockSpec::Azure { api_key, .. } if api_key == "fake-api-key-secondary")
+        matches!(mocks[0], MockSpec::Azure { api_key, deployments, port: 443, .. }
+            if api_key == "fake-api-key-primary" && deployments == &["gpt-4", "gpt-4o"])
     );
     assert!(
-        matches!(mocks[2], MockSpec::Mcp { path, api_key: Some(key), .. } if path == "/mcp/readonly" && key == "fake-mcp-token")
+        matches!(mocks[2], MockSpec::Mcp { path, api_key: Some(key), port: 443, .. }
+            if path == "/mcp/readonly" && key == "fake-mcp-token")
     );
 
-    // cert-manager CRDs because the EG app renders a Certificate; no Prometheus CRDs (no PodMonitor here).
+    // The network app renders a Certificate and a PodMonitor: both CRD sets are installed.
     assert!(text.contains("cert-manager.crds.yaml"), "{text}");
-    assert!(!text.contains("stripped-down-crds"), "{text}");
+    assert!(text.contains("stripped-down-crds.yaml"), "{text}");
+    // envoy-ratelimit is restarted in Envoy Gateway's namespace once Redis is up.
+    assert!(
+        text.contains("kubectl -n network rollout restart deployment/envoy-ratelimit"),
+        "{text}"
+    );
 
-    // Root Kustomizations for the two namespace directories, children re-pointed at the OCI source,
-    // BackendTLSPolicies patched to the test CA.
-    let roots: Vec<&serde_json::Value> = plan
-        .steps
-        .iter()
-        .flat_map(|s| &s.actions)
-        .filter_map(|a| match a {
-            Action::Apply { object, .. } if object["kind"] == "Kustomization" => Some(object),
-            _ => None,
-        })
+    // Root Kustomizations for the two namespace directories, children re-pointed at the OCI
+    // source, BackendTLSPolicies patched to the test CA.
+    let roots: Vec<&Value> = applied(&plan)
+        .into_iter()
+        .filter(|o| o["kind"] == "Kustomization")
         .collect();
     let paths: Vec<&str> = roots
         .iter()
@@ -172,7 +353,7 @@ fn plan_follows_the_rendered_files() {
         .collect();
     assert_eq!(
         paths,
-        vec!["./kubernetes/apps/ai-gateway", "./kubernetes/apps/network"]
+        ["./kubernetes/apps/ai-gateway", "./kubernetes/apps/network"]
     );
     let child_patch = roots[0]["spec"]["patches"][0]["patch"].as_str().unwrap();
     assert!(
@@ -180,78 +361,414 @@ fn plan_follows_the_rendered_files() {
         "{child_patch}"
     );
 
-    // Traffic: every model, the unknown one, the budget, MCP, and failover last.
-    let traffic: Vec<&TrafficSpec> = plan
+    // Checks: every rendered AI object and policy by name.
+    let checks: BTreeMap<&str, Vec<&str>> = plan
         .steps
         .iter()
         .flat_map(|s| &s.actions)
-        .filter_map(|a| {
-            if let Action::Traffic(t) = a {
-                Some(t)
-            } else {
-                None
+        .filter_map(|a| match a {
+            Action::Check(c) => {
+                Some((c.kind, c.expected.iter().map(|e| e.name.as_str()).collect()))
             }
+            _ => None,
         })
         .collect();
+    assert_eq!(checks["AIGatewayRoute"], ["azure-openai"]);
+    assert_eq!(checks["MCPRoute"], ["mcp"]);
+    assert_eq!(checks["Gateway"], ["ai-gateway"]);
+    assert_eq!(
+        checks["BackendTrafficPolicy"],
+        ["ai-gateway-token-ratelimit", "azure-openai-failover"]
+    );
+    assert_eq!(checks["SecurityPolicy"], ["azure-openai-client-keys"]);
+    assert_eq!(checks["ClientTrafficPolicy"], ["ai-gateway"]);
+
+    // Traffic: every model with the first client key, the unknown model, the key checks, the
+    // budget on the key's name across two models, MCP, and failover last.
+    let app = Some("e2e-app".to_owned());
+    let traffic = traffic(&plan);
+    let routes: Vec<(&str, &str)> = traffic
+        .iter()
+        .filter_map(|t| match t {
+            TrafficSpec::Route {
+                model,
+                backend,
+                client,
+                ..
+            } => {
+                assert_eq!(client, &app);
+                Some((model.as_str(), backend.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("gpt-35-turbo", "azure-e2e-secondary"),
+            ("gpt-4", "azure-e2e-primary"),
+            ("gpt-4o", "azure-e2e-primary")
+        ]
+    );
+    assert!(traffic.iter().any(|t| matches!(t,
+        TrafficSpec::ClientKeys { header, mcp_path: Some(path), .. } if header == "Authorization" && path == "/mcp")));
+    assert!(traffic.iter().any(|t| matches!(t,
+        TrafficSpec::Budget { shared: true, models, identity: BudgetIdentity::ClientKey { client, control }, .. }
+            if models.len() == 2 && client == "e2e-budget" && control == "e2e-control")));
+    assert!(traffic.iter().any(|t| matches!(t,
+        TrafficSpec::Mcp { route, client, .. } if route == "mcp" && client == &app)));
     assert!(
-        matches!(traffic.last(), Some(TrafficSpec::Failover { model, stop, expect })
-        if model == "gpt-4o" && stop == "azure-e2e-primary" && expect == "azure-e2e-secondary")
+        matches!(traffic.last(), Some(TrafficSpec::Failover { model, stop, expect, first_try: true, .. })
+            if model == "gpt-4o" && stop == "azure-e2e-primary" && expect == "azure-e2e-secondary"),
+        "{traffic:?}"
     );
     assert!(text.contains("200 × 2 then 429 on request 3"), "{text}");
-    assert!(
-        text.contains("model `gpt-35-turbo` → 200 from azure-e2e-secondary's mock"),
-        "{text}"
+}
+
+/// The plaintext the harness gives the mocks and clients (from e2e/cluster.yaml) is what Flux
+/// will decrypt from the sealed Secrets with the run's age key.
+#[test]
+fn mock_keys_are_what_the_sealed_secrets_hold() {
+    let rendered = common::render_e2e();
+    let identities = rendered.identities();
+    let decrypt = |file: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(rendered.path().join(file)).unwrap();
+        assert!(text.contains("ENC[AES256_GCM,"), "{file} is not encrypted");
+        let plain = secrets::decrypt(&text, &identities).unwrap().to_yaml(2);
+        e2e::rendered::parse_documents(file, &plain)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect()
+    };
+    let tree = Tree::load(rendered.path()).unwrap();
+    let plan = plan::build(&layout(rendered.path()), &tree, &config()).unwrap();
+    let mut azure_keys = BTreeMap::new();
+    let mut mcp_keys = BTreeMap::new();
+    for action in plan.steps.iter().flat_map(|s| &s.actions) {
+        match action {
+            Action::StartMock(MockSpec::Azure { name, api_key, .. }) => {
+                azure_keys.insert(name.clone(), api_key.clone());
+            }
+            Action::StartMock(MockSpec::Mcp {
+                name,
+                api_key: Some(key),
+                ..
+            }) => {
+                mcp_keys.insert(name.clone(), key.clone());
+            }
+            _ => {}
+        }
+    }
+    let sealed: BTreeMap<String, String> =
+        decrypt("kubernetes/apps/ai-gateway/backends/azure-openai/app/secret.sops.yaml")
+            .iter()
+            .map(|d| {
+                (
+                    d["metadata"]["name"].as_str().unwrap().to_owned(),
+                    d["stringData"]["apiKey"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    // Mock `azure-<deployment>` ↔ Secret `azure-<deployment>-apikey` (the BackendSecurityPolicy's).
+    let expected: BTreeMap<String, String> = azure_keys
+        .iter()
+        .map(|(mock, key)| (format!("{mock}-apikey"), key.clone()))
+        .collect();
+    assert_eq!(sealed, expected);
+
+    let mcp = decrypt("kubernetes/apps/ai-gateway/mcp/app/secret.sops.yaml");
+    assert_eq!(mcp[0]["metadata"]["name"], "mcp-e2e-tools-apikey");
+    assert_eq!(
+        mcp[0]["stringData"]["apiKey"].as_str(),
+        mcp_keys.get("mcp-e2e-tools").map(String::as_str)
     );
+
+    let clients = decrypt("kubernetes/apps/ai-gateway/gateway/app/secret.sops.yaml");
+    assert_eq!(clients[0]["metadata"]["name"], "ai-gateway-client-keys");
+    let sealed: BTreeMap<String, String> = clients[0]["stringData"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let config = config();
+    let configured: BTreeMap<String, String> = config
+        .ai_gateway_client_keys
+        .iter()
+        .map(|c| (c.name.clone(), c.key.clone()))
+        .collect();
+    assert_eq!(sealed, configured);
 }
 
 #[test]
 fn plan_changes_with_the_rendered_files() {
-    // Copy the fixture, bump the EG chart and drop the MCP app: the plan must follow.
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
-    let repo = dir
+    // A plan is built from the files, not from what they usually say: bump the EG chart in the
+    // rendered tree and the Helm command follows.
+    let rendered = common::render_e2e();
+    let repo = rendered
         .path()
         .join("kubernetes/apps/network/envoy-gateway/app/ocirepository.yaml");
-    let text = std::fs::read_to_string(&repo)
-        .unwrap()
-        .replace("v1.6.7", "v1.6.8");
-    std::fs::write(&repo, text).unwrap();
-    std::fs::remove_dir_all(dir.path().join("kubernetes/apps/ai-gateway/mcp")).unwrap();
-    let routes_ks = dir.path().join("kubernetes/apps/ai-gateway/routes/ks.yaml");
-    let text = std::fs::read_to_string(&routes_ks)
-        .unwrap()
-        .replace("    - name: ai-gateway-mcp\n", "");
-    std::fs::write(&routes_ks, text).unwrap();
+    let text = std::fs::read_to_string(&repo).unwrap();
+    assert!(text.contains("v1.6.7"), "{text}");
+    std::fs::write(&repo, text.replace("v1.6.7", "v1.6.8")).unwrap();
+    let tree = Tree::load(rendered.path()).unwrap();
+    let plan = plan::build(&layout(rendered.path()), &tree, &config()).unwrap();
+    assert!(plan.to_string().contains("--version v1.6.8"));
+}
 
-    let tree = Tree::load(dir.path()).unwrap();
-    let plan = plan::build(&layout(dir.path()), &tree, &config()).unwrap();
-    let text = plan.to_string();
-    assert!(text.contains("--version v1.6.8"), "{text}");
-    assert!(!text.contains("mcp.e2e.test"), "{text}");
-    assert!(!text.contains("traffic: MCP"), "{text}");
+#[test]
+fn plan_follows_the_config_options() {
+    // No MCP, no client keys, no rate limit: none of their steps or checks.
+    let text = e2e_text().replace(
+        "ai_gateway_mcp_enabled: true",
+        "ai_gateway_mcp_enabled: false",
+    );
+    let text = without(
+        &without(
+            &without(&text, "ai_gateway_mcp_servers"),
+            "ai_gateway_client_keys",
+        ),
+        "ai_gateway_ratelimit_enabled",
+    );
+    let text = without(&text, "ai_gateway_ratelimit_default_limit");
+    let rendered = common::render_config(&text);
+    let tree = Tree::load(rendered.path()).unwrap();
+    let plan = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap();
+    let out = plan.to_string();
+    for absent in [
+        "mcp.e2e.test",
+        "traffic: MCP",
+        "client key",
+        "budget",
+        "envoy-ratelimit",
+        "] SecurityPolicy",
+        "/redis",
+    ] {
+        assert!(!out.contains(absent), "{absent}:\n{out}");
+    }
+    let names: Vec<&str> = plan
+        .kustomizations
+        .iter()
+        .map(|ks| ks.name.as_str())
+        .collect();
+    assert!(
+        !names.contains(&"mcp") && !names.contains(&"redis"),
+        "{names:?}"
+    );
+    assert!(traffic(&plan).iter().all(|t| !matches!(
+        t,
+        TrafficSpec::Route {
+            client: Some(_),
+            ..
+        } | TrafficSpec::ClientKeys { .. }
+    )));
+    // Failover still follows the two deployments of gpt-4o.
+    assert!(matches!(
+        traffic(&plan).last(),
+        Some(TrafficSpec::Failover {
+            first_try: true,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn every_model_is_planned_however_many_aigatewayroutes_carry_them() {
+    // Beyond 15 models the templates may split the AIGatewayRoute (`azure-openai`,
+    // `azure-openai-2`, …: Gateway API caps an HTTPRoute at 16 rules and v0.4.0 adds a
+    // catch-all). The harness must not assume one route: with 20 models, every model is routed
+    // by some rendered AIGatewayRoute, gets its own traffic check against the right mock, and
+    // every route that carries models is behind the client keys the requests then carry.
+    let many: Vec<String> = (1..=17).map(|i| format!("e2e-model-{i:02}")).collect();
+    let third = format!(
+        "  - name: \"e2e-third\"\n    host: \"e2e-third.openai.azure.com\"\n    api_key: \"fake-api-key-third\"\n    models: [{}]\nai_gateway_ratelimit_enabled:",
+        many.iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let text = e2e_text().replacen("ai_gateway_ratelimit_enabled:", &third, 1);
+    assert_ne!(text, e2e_text());
+    let rendered = common::render_config(&text);
+    let tree = Tree::load(rendered.path()).unwrap();
+    let view = GatewayView::from_tree(&tree).unwrap();
+    let rendered_routes: Vec<&str> = tree.of_kind("AIGatewayRoute").map(|d| d.name()).collect();
+    assert_eq!(view.routes, rendered_routes);
+    assert_eq!(view.models.len(), 20, "{:?}", view.models.keys());
+    for (model, targets) in &view.models {
+        assert!(!targets.is_empty(), "{model}");
+        for t in targets {
+            assert!(view.routes.contains(&t.route), "{model}: {t:?}");
+        }
+    }
+    for model in &many {
+        let targets = &view.models[model];
+        assert_eq!(targets.len(), 1, "{model}: {targets:?}");
+        assert_eq!(targets[0].backend, "azure-e2e-third");
+    }
+
+    let plan = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap();
+    let routed: BTreeMap<&str, (&str, &Option<String>)> = traffic(&plan)
+        .into_iter()
+        .filter_map(|t| match t {
+            TrafficSpec::Route {
+                model,
+                backend,
+                client,
+                ..
+            } => Some((model.as_str(), (backend.as_str(), client))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routed.keys().copied().collect::<Vec<_>>(),
+        view.models.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    for model in &many {
+        assert_eq!(
+            routed[model.as_str()],
+            ("azure-e2e-third", &Some("e2e-app".to_owned()))
+        );
+    }
+    let third_mock = plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .find_map(|a| match a {
+            Action::StartMock(MockSpec::Azure {
+                name, deployments, ..
+            }) if name == "azure-e2e-third" => Some(deployments.clone()),
+            _ => None,
+        })
+        .expect("a mock for the third deployment");
+    assert_eq!(third_mock, many);
+
+    // Every route that carries a model is behind an apiKeyAuth SecurityPolicy.
+    let guarded: Vec<&str> = tree
+        .of_kind("SecurityPolicy")
+        .filter(|d| d.value.pointer("/spec/apiKeyAuth").is_some())
+        .flat_map(|d| {
+            d.value["spec"]["targetRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["kind"] == "HTTPRoute")
+                .filter_map(|t| t["name"].as_str())
+        })
+        .collect();
+    for route in &view.routes {
+        assert!(
+            guarded.contains(&route.as_str()),
+            "AIGatewayRoute `{route}` has no client keys: {guarded:?}"
+        );
+    }
+}
+
+#[test]
+fn a_gateway_the_harness_cannot_reach_is_refused_before_anything_runs() {
+    // Without ai_gateway_addr the AI gateway's Envoy Service is ClusterIP.
+    let text = without(&e2e_text(), "ai_gateway_addr");
+    let rendered = common::render_config(&text);
+    let tree = Tree::load(rendered.path()).unwrap();
+    let err = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap_err();
+    assert!(err.contains("is ClusterIP"), "{err}");
+}
+
+#[test]
+fn client_keys_must_be_known_and_enough_for_the_budget() {
+    let rendered = common::render_e2e();
+    let tree = Tree::load(rendered.path()).unwrap();
+    // A client the rendered Secret holds but the harness has no key for.
+    let text = e2e_text().replace(
+        "  - name: \"e2e-control\"\n    key: \"fake-client-key-control\"\n",
+        "",
+    );
+    assert_ne!(text, e2e_text());
+    let err = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap_err();
+    assert!(
+        err.contains("e2e-control") && err.contains("does not list"),
+        "{err}"
+    );
+
+    // Two clients render fine, but the budget check keyed on the client needs three.
+    let rendered = common::render_config(&text);
+    let tree = Tree::load(rendered.path()).unwrap();
+    let err = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap_err();
+    assert!(err.contains("needs three"), "{err}");
 }
 
 #[test]
 fn a_tree_without_the_ai_gateway_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
-    std::fs::remove_dir_all(dir.path().join("kubernetes/apps/ai-gateway")).unwrap();
-    let tree = Tree::load(dir.path()).unwrap();
-    let err = plan::build(&layout(dir.path()), &tree, &config()).unwrap_err();
+    let rendered = common::render_e2e();
+    std::fs::remove_dir_all(rendered.path().join("kubernetes/apps/ai-gateway")).unwrap();
+    let tree = Tree::load(rendered.path()).unwrap();
+    let err = plan::build(&layout(rendered.path()), &tree, &config()).unwrap_err();
     assert!(err.contains("no AIGatewayRoute"), "{err}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+/// The harness renders with the real commands; every flag it passes must be one the xtask
+/// subcommand parses (read from its source, `lexopt::Arg::Long("…")`), and configure must find
+/// its key files where init made them.
+#[cfg(feature = "live")]
+#[test]
+fn render_commands_match_the_xtask_interface() {
+    let dir = Path::new("/scratch/repo");
+    let commands = e2e::harness::render_commands(dir);
+    let subcommands: Vec<&str> = commands.iter().map(|c| c[2].as_str()).collect();
+    assert_eq!(subcommands, ["init", "configure"]);
+    for command in &commands {
+        assert_eq!(&command[..2], ["cargo", "xtask"]);
+        let source = std::fs::read_to_string(
+            common::workspace().join(format!("xtask/src/{}.rs", command[2])),
+        )
+        .unwrap();
+        for flag in command.iter().filter_map(|a| a.strip_prefix("--")) {
+            assert!(
+                source.contains(&format!("Arg::Long(\"{flag}\")")),
+                "`cargo xtask {}` has no --{flag}",
+                command[2]
+            );
         }
     }
+    let value = |command: &[String], flag: &str| {
+        let i = command.iter().position(|a| a == flag).unwrap();
+        PathBuf::from(&command[i + 1])
+    };
+    // init writes the keys into --dir; configure reads them from the directory of --config and
+    // writes the tree next to them.
+    assert_eq!(value(&commands[0], "--dir"), dir);
+    assert_eq!(value(&commands[1], "--config").parent(), Some(dir));
+    assert_eq!(value(&commands[1], "--nodes").parent(), Some(dir));
+    assert_eq!(value(&commands[1], "--out"), dir);
+}
+
+#[cfg(feature = "live")]
+#[test]
+fn render_dir_holds_the_e2e_configs_and_no_user_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("repo");
+    e2e::harness::prepare_render_dir(&common::workspace(), &dir).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("cloudflare-tunnel.json")), 0o600);
+    assert_eq!(
+        std::fs::read(dir.join("cluster.yaml")).unwrap(),
+        std::fs::read(common::crate_dir().join("cluster.yaml")).unwrap()
+    );
+    // The keys are init's to make, fresh: nothing of the user's is copied.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cloudflare-tunnel.json", "cluster.yaml", "nodes.yaml"]
+    );
+    // A second preparation of the same directory refuses to overwrite.
+    assert!(e2e::harness::prepare_render_dir(&common::workspace(), &dir).is_err());
 }
 
 /// `kubectl kustomize` is the oracle for the kustomize semantics the plan relies on. Without it
@@ -270,7 +787,7 @@ fn kubectl() -> Option<PathBuf> {
     found
 }
 
-fn kustomize(kubectl: &Path, dir: &Path) -> Vec<serde_json::Value> {
+fn kustomize(kubectl: &Path, dir: &Path) -> Vec<Value> {
     let out = std::process::Command::new(kubectl)
         .arg("kustomize")
         .arg(dir)
@@ -289,20 +806,51 @@ fn kustomize(kubectl: &Path, dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The root Kustomizations apply the namespace directories as they are: each must build, and
+/// give every child Kustomization its namespace.
 #[test]
-fn fixture_builds_with_kustomize() {
+fn namespace_directories_build_with_kustomize() {
     let Some(kubectl) = kubectl() else { return };
-    let tree = Tree::load(&fixture()).unwrap();
-    let dirs: std::collections::BTreeSet<String> = tree
-        .docs
-        .iter()
-        .filter(|d| d.file.ends_with("/kustomization.yaml") && d.kind() == "Kustomization")
-        .map(|d| d.file.trim_end_matches("/kustomization.yaml").to_owned())
-        .collect();
-    assert!(dirs.len() >= 10, "{dirs:?}");
-    for dir in dirs {
+    let rendered = common::render_e2e();
+    for (dir, namespace, children) in [
+        (
+            "ai-gateway",
+            NS,
+            &[
+                "azure-openai",
+                "controller",
+                "crds",
+                "gateway",
+                "mcp",
+                "redis",
+                "routes",
+            ][..],
+        ),
+        (
+            "network",
+            "network",
+            &[
+                "cloudflare-dns",
+                "cloudflare-tunnel",
+                "envoy-gateway",
+                "k8s-gateway",
+            ][..],
+        ),
+    ] {
+        let built = kustomize(&kubectl, &rendered.path().join("kubernetes/apps").join(dir));
+        let mut names: Vec<&str> = built
+            .iter()
+            .filter(|o| o["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1")
+            .inspect(|o| assert_eq!(o["metadata"]["namespace"], namespace, "{o}"))
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, children, "{dir}");
+        // The sops component's cluster-secrets (for postBuild substitution) comes along.
         assert!(
-            !kustomize(&kubectl, &fixture().join(&dir)).is_empty(),
+            built
+                .iter()
+                .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "cluster-secrets"),
             "{dir}"
         );
     }
@@ -311,25 +859,27 @@ fn fixture_builds_with_kustomize() {
 #[test]
 fn root_kustomization_patches_do_what_the_plan_says() {
     let Some(kubectl) = kubectl() else { return };
-    let tree = Tree::load(&fixture()).unwrap();
-    let plan = plan::build(&layout(&fixture()), &tree, &config()).unwrap();
-    let root = plan
-        .steps
-        .iter()
-        .flat_map(|s| &s.actions)
-        .find_map(|a| match a {
-            Action::Apply { object, .. } if object["metadata"]["name"] == "e2e-network" => {
-                Some(object.clone())
-            }
-            _ => None,
-        })
-        .unwrap();
+    let rendered = common::render_e2e();
+    let root_dir = rendered.path();
+    let tree = Tree::load(root_dir).unwrap();
+    let plan = plan::build(&layout(root_dir), &tree, &config()).unwrap();
+    let root = applied(&plan)
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "e2e-network")
+        .unwrap()
+        .clone();
 
     // Apply the root's patches to the network namespace's child Kustomizations, as Flux would.
+    let apps = [
+        "cloudflare-dns",
+        "cloudflare-tunnel",
+        "envoy-gateway",
+        "k8s-gateway",
+    ];
     let dir = tempfile::tempdir().unwrap();
-    for app in ["envoy-gateway", "k8s-gateway"] {
+    for app in apps {
         std::fs::copy(
-            fixture().join(format!("kubernetes/apps/network/{app}/ks.yaml")),
+            root_dir.join(format!("kubernetes/apps/network/{app}/ks.yaml")),
             dir.path().join(format!("{app}.yaml")),
         )
         .unwrap();
@@ -337,7 +887,7 @@ fn root_kustomization_patches_do_what_the_plan_says() {
     let kustomization = serde_json::json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": ["envoy-gateway.yaml", "k8s-gateway.yaml"],
+        "resources": apps.map(|a| format!("{a}.yaml")),
         "patches": root["spec"]["patches"],
     });
     std::fs::write(
@@ -353,26 +903,33 @@ fn root_kustomization_patches_do_what_the_plan_says() {
             .unwrap()
             .clone()
     };
-    let (envoy, other) = (by_name("envoy-gateway"), by_name("k8s-gateway"));
+    let envoy = by_name("envoy-gateway");
     assert_eq!(envoy["spec"]["sourceRef"]["kind"], "OCIRepository");
     assert_eq!(envoy["spec"]["decryption"]["provider"], "sops");
     assert!(
         envoy["spec"].get("suspend").is_none(),
         "a needed app must not be suspended"
     );
-    assert_eq!(
-        other["spec"]["suspend"], true,
-        "an app the AI Gateway does not need is suspended"
-    );
+    for other in ["cloudflare-dns", "cloudflare-tunnel", "k8s-gateway"] {
+        assert_eq!(
+            by_name(other)["spec"]["suspend"],
+            true,
+            "{other}: an app the AI Gateway does not need is suspended"
+        );
+    }
     assert_eq!(
         envoy["spec"]["path"], "./kubernetes/apps/network/envoy-gateway/app",
+        "the rest is untouched"
+    );
+    assert!(
+        envoy["spec"]["postBuild"]["substituteFrom"].is_array(),
         "the rest is untouched"
     );
 
     // The nested patch each child then applies to its BackendTLSPolicies.
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        fixture().join("kubernetes/apps/ai-gateway/mcp/app/backend.yaml"),
+        root_dir.join("kubernetes/apps/ai-gateway/mcp/app/backend.yaml"),
         dir.path().join("backend.yaml"),
     )
     .unwrap();

@@ -1,11 +1,14 @@
-//! The objects the harness generates (OCIRepository, root Kustomizations and what their patches
-//! produce, the patched BackendTLSPolicy) against the upstream CRD schemas in the shared tree:
-//! no field the CRD does not declare, every required field present, enums respected.
+//! The objects the harness generates for the real rendered e2e tree (OCIRepository, root
+//! Kustomizations and what their patches produce, the patched BackendTLSPolicy) against the
+//! upstream CRD schemas in the shared tree: no field the CRD does not declare, every required
+//! field present, enums respected.
 //!
 //! The schemas are read from `$CLUSTER_SHARED_DIR` (default `<workspace>/../shared`); without
 //! them the tests print a skip message, unless `REQUIRE_ORACLES=1` makes that a failure.
 
 #![allow(clippy::print_stderr)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -181,15 +184,16 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn plan_objects() -> Vec<Value> {
-    let fixture = crate_dir().join("tests/fixtures/rendered");
-    let tree = Tree::load(&fixture).unwrap();
+/// The objects the plan applies, for the real rendered e2e tree (kept alive by the caller).
+fn plan_objects(rendered: &common::Rendered) -> Vec<Value> {
+    let root = rendered.path();
+    let tree = Tree::load(root).unwrap();
     let config = E2eConfig::load(&crate_dir().join("cluster.yaml")).unwrap();
     let layout = Layout {
         workspace: PathBuf::from("/ws"),
-        rendered: fixture.clone(),
+        rendered: root.to_path_buf(),
         scratch: PathBuf::from("/scratch"),
-        age_key: fixture.join("age.key"),
+        age_key: root.join("age.key"),
     };
     plan::build(&layout, &tree, &config)
         .unwrap()
@@ -220,7 +224,8 @@ fn generated_flux_objects_match_the_flux_crds() {
         "ocirepositories.source.toolkit.fluxcd.io",
         "v1",
     );
-    let objects = plan_objects();
+    let rendered = common::render_e2e();
+    let objects = plan_objects(&rendered);
     let mut seen = 0;
     for object in &objects {
         match object["kind"].as_str() {
@@ -234,8 +239,9 @@ fn generated_flux_objects_match_the_flux_crds() {
                 // (merged like a strategic merge patch on these plain fields).
                 let patch = object["spec"]["patches"][0]["patch"].as_str().unwrap();
                 let patch: Value = serde_saphyr::from_str(patch).unwrap();
-                let child = crate_dir()
-                    .join("tests/fixtures/rendered/kubernetes/apps/network/envoy-gateway/ks.yaml");
+                let child = rendered
+                    .path()
+                    .join("kubernetes/apps/network/envoy-gateway/ks.yaml");
                 let mut child =
                     parse_documents("ks.yaml", &std::fs::read_to_string(child).unwrap()).unwrap()
                         [0]
@@ -265,8 +271,11 @@ fn patched_backend_tls_policy_matches_gateway_api() {
         "v1",
     );
     // The rendered policy is valid as rendered …
+    let rendered = common::render_e2e();
     let text = std::fs::read_to_string(
-        crate_dir().join("tests/fixtures/rendered/kubernetes/apps/ai-gateway/mcp/app/backend.yaml"),
+        rendered
+            .path()
+            .join("kubernetes/apps/ai-gateway/mcp/app/backend.yaml"),
     )
     .unwrap();
     let docs = parse_documents("backend.yaml", &text).unwrap();

@@ -27,12 +27,25 @@ impl Outcome {
 
 pub struct OpenAiClient {
     endpoint: Endpoint,
+    /// Sent as `Authorization: Bearer <key>`, as OpenAI SDKs send their API key.
+    api_key: Option<String>,
 }
 
 impl OpenAiClient {
     /// `endpoint` is the gateway root; requests go to `/v1/...` below it.
     pub fn new(endpoint: Endpoint) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            api_key: None,
+        }
+    }
+
+    /// The same client with an API key (a client key of the gateway), or without one.
+    pub fn with_api_key(&self, key: Option<&str>) -> Self {
+        Self {
+            endpoint: self.endpoint.clone(),
+            api_key: key.map(str::to_owned),
+        }
     }
 
     /// `POST /v1/chat/completions` with one user message.
@@ -62,6 +75,10 @@ impl OpenAiClient {
         ];
         if let Some(user) = user {
             headers.push((USER_HEADER, user));
+        }
+        let bearer = self.api_key.as_ref().map(|key| format!("Bearer {key}"));
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
         }
         let response = http::send(
             &self.endpoint,
