@@ -977,11 +977,9 @@ fn cases() -> Vec<Case> {
                 )
             },
         )
-        // Not checked, so not judged by the prerequisites rule; but the rate-limit and
-        // HTTPRoute rules still read the (now absent) inline values: no Redis backend, and the
-        // default ControllerNamespace deploy mode. They may be wrong when the ConfigMap sets
-        // them (a limit of verify, reported).
-        .also(&["verify::ratelimit_redis", "verify::httproute_backend"])
+        // Only this warning: the rules that read Envoy Gateway values (prerequisites, Redis
+        // rate-limit backend, the Envoy Service names of the deploy mode) do not judge what the
+        // ConfigMap may set, so no error may fire.
         .at(EG_HR, "spec.valuesFrom"),
         case(
             "the AI Gateway chart pointed at the default Envoy Gateway namespace",

@@ -804,6 +804,9 @@ impl<'a> Ctx<'a> {
         let redis_url = backend.and_then(|b| s(b, "/redis/url")).map(str::to_owned);
         let is_redis = backend.and_then(|b| s(b, "/type")) == Some("Redis");
         let eg_release = eg.release;
+        if (!is_redis || redis_url.is_none()) && self.eg_values_from() {
+            return; // The backend may be set in `valuesFrom`, which verify does not read.
+        }
         if !is_redis || redis_url.is_none() {
             self.error(
                 "ratelimit_redis",
@@ -1033,6 +1036,9 @@ impl<'a> Ctx<'a> {
                         if !looks_envoy && !self.judgeable(&sns) {
                             continue;
                         }
+                        if looks_envoy && self.deploy_mode_unknown() {
+                            continue; // The Envoy Service names depend on values verify cannot see.
+                        }
                         let expected: Vec<String> = envoy_services
                             .iter()
                             .map(|e| {
@@ -1079,6 +1085,27 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// The Envoy Gateway HelmRelease also takes values from `valuesFrom` (ConfigMaps or Secrets
+    /// verify does not read), so a setting missing from `spec.values` may still be set.
+    fn eg_values_from(&self) -> bool {
+        self.eg.as_ref().is_some_and(|c| {
+            c.release
+                .value
+                .pointer("/spec/valuesFrom")
+                .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+        })
+    }
+
+    /// The deploy type is not in `spec.values` and may come from `valuesFrom`.
+    fn deploy_mode_unknown(&self) -> bool {
+        self.eg_values_from()
+            && self.eg.as_ref().is_some_and(|c| {
+                c.values
+                    .pointer("/config/envoyGateway/provider/kubernetes/deploy/type")
+                    .is_none()
+            })
     }
 
     /// Services the modelled charts create.
