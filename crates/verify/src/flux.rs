@@ -96,6 +96,7 @@ pub(crate) fn resolve(k: &mut Kustomizer<'_>, config: &VerifyConfig) -> FluxGrap
         let (owner, path, overrides) = queue[head].clone();
         head += 1;
         let Some(built) = k.build_flux(&path, &overrides) else {
+            k.failed.insert(path.clone());
             continue;
         };
         for obj in built.objects {

@@ -220,6 +220,9 @@ pub(crate) struct Kustomizer<'t> {
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Files read as resources, patches or kustomization files by any build.
     pub(crate) consumed: BTreeSet<PathBuf>,
+    /// Directories whose build failed (the reason is among the diagnostics): what they would
+    /// have applied is unknown.
+    pub(crate) failed: BTreeSet<PathBuf>,
 }
 
 /// A parsed kustomization (file or Flux-generated).
@@ -303,6 +306,7 @@ impl<'t> Kustomizer<'t> {
             stack: Vec::new(),
             diagnostics: Vec::new(),
             consumed: BTreeSet::new(),
+            failed: BTreeSet::new(),
         }
     }
 
@@ -338,6 +342,9 @@ impl<'t> Kustomizer<'t> {
         self.stack.push(dir.to_path_buf());
         let built = self.build_spec(&spec, None).map(Rc::new);
         self.stack.pop();
+        if built.is_none() {
+            self.failed.insert(dir.to_path_buf());
+        }
         self.cache.insert(dir.to_path_buf(), built.clone());
         built
     }

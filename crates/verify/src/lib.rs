@@ -65,6 +65,7 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     let mut kustomizer = Kustomizer::new(&mut tree, &scopes);
     let graph = flux::resolve(&mut kustomizer, config);
     let flux_consumed = kustomizer.consumed.clone();
+    let flux_failed = kustomizer.failed.clone();
     // Every kustomization directory must build on its own too (as kubeconform.sh does), also
     // the ones no Flux Kustomization reaches.
     let mut standalone: Vec<Rc<Built>> = Vec::new();
@@ -78,7 +79,12 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     diags.append(&mut kustomizer.diagnostics);
     drop(kustomizer);
     diags.extend(graph.diagnostics.iter().cloned());
-    diags.extend(not_applied(&tree, &config.manifests, &flux_consumed));
+    diags.extend(not_applied(
+        &tree,
+        &config.manifests,
+        &flux_consumed,
+        &flux_failed,
+    ));
 
     stats.flux_kustomizations = graph.kustomizations.len();
     stats.objects = graph.objects.len();
@@ -165,15 +171,22 @@ fn kustomization_dirs(k: &mut Kustomizer<'_>, manifests: &Path) -> Vec<PathBuf> 
     out
 }
 
-/// Kubernetes objects in files under `manifests` that no Flux Kustomization applies.
+/// Kubernetes objects in files under `manifests` that no Flux Kustomization applies. Files under
+/// a directory whose build failed are left out: the failure is reported, and what the directory
+/// would apply once fixed is unknown (one broken kustomization would otherwise list every file
+/// beneath it).
 fn not_applied(
     tree: &tree::Tree,
     manifests: &Path,
     consumed: &BTreeSet<PathBuf>,
+    failed: &BTreeSet<PathBuf>,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (path, file) in &tree.files {
-        if !path.starts_with(manifests) || consumed.contains(path) {
+        if !path.starts_with(manifests)
+            || consumed.contains(path)
+            || failed.iter().any(|dir| path.starts_with(dir))
+        {
             continue;
         }
         let name = path
