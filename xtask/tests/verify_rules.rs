@@ -501,6 +501,13 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "talconfig.yaml referencing a patch that was not rendered",
+            "verify::talos_patch_missing",
+            |t| t.remove("talos/patches/global/machine-time.yaml"),
+        )
+        .at("talos/talconfig.yaml", "patches[4]")
+        .line("machine-time.yaml"),
+        case(
             "dependsOn without the namespace of its target (plan §11)",
             "verify::depends_on_missing",
             |t| {

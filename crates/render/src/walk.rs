@@ -70,9 +70,9 @@ pub fn render_template(
     Ok(rendered.files.remove(output))
 }
 
-/// Talos patch templates per patch directory, for the `talos_patches(dir)` function: every
+/// Talos patches per patch directory, for the `talos_patches(dir)` function: the output of every
 /// `talos/patches/<dir>/*.yaml.j2` under `overrides/` and `config/`, as paths relative to `talos/`
-/// (`patches/global/machine-network.yaml.j2`, so `| basename` gives the output name), sorted.
+/// (`patches/global/machine-network.yaml`, what talconfig.yaml references as `@./…`), sorted.
 pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for dir in INPUT_DIRS {
@@ -87,10 +87,13 @@ pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
             let name = group.file_name().to_string_lossy().into_owned();
             for file in files.flatten() {
                 let file_name = file.file_name().to_string_lossy().into_owned();
-                if file_name.ends_with(".yaml.j2") && !is_partial(&file_name) {
+                if let Some(output) = file_name.strip_suffix(".j2")
+                    && output.ends_with(".yaml")
+                    && !is_partial(&file_name)
+                {
                     out.entry(name.clone())
                         .or_default()
-                        .insert(format!("patches/{name}/{file_name}"));
+                        .insert(format!("patches/{name}/{output}"));
                 }
             }
         }
@@ -476,12 +479,12 @@ mod tests {
         assert_eq!(
             p["global"],
             [
-                "patches/global/a.yaml.j2",
-                "patches/global/b.yaml.j2",
-                "patches/global/c.yaml.j2"
+                "patches/global/a.yaml",
+                "patches/global/b.yaml",
+                "patches/global/c.yaml"
             ]
         );
-        assert_eq!(p["controller"], ["patches/controller/x.yaml.j2"]);
+        assert_eq!(p["controller"], ["patches/controller/x.yaml"]);
         assert!(!p.contains_key("worker"));
     }
 

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use render::{Inputs, Rendered};
+use render::Rendered;
 use serde_json::Value as Json;
 
 const PUBLIC: (&str, &str) = (".github/tests/public.yaml", ".github/tests/nodes.yaml");
@@ -37,44 +37,13 @@ const SINGLE_PLUS_WORKER: (&str, &str) = (
 );
 const ALL: [(&str, &str); 3] = [PUBLIC, PRIVATE, SINGLE];
 
-/// `Inputs.talos_patches` as `xtask` fills it (see tree.rs): output paths relative to `talos/`.
-fn talos_patches(templates: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for input in ["overrides", "config"] {
-        let Ok(dirs) = std::fs::read_dir(templates.join(input).join("talos/patches")) else {
-            continue;
-        };
-        for dir in dirs.flatten().filter(|d| d.path().is_dir()) {
-            let dir_name = dir.file_name().to_string_lossy().into_owned();
-            for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                if let Some(out_name) = name.strip_suffix(".j2")
-                    && out_name.ends_with(".yaml")
-                    && !name.ends_with(".partial.yaml.j2")
-                {
-                    let entry = out.entry(dir_name.clone()).or_default();
-                    let path = format!("patches/{dir_name}/{out_name}");
-                    if !entry.contains(&path) {
-                        entry.push(path);
-                    }
-                }
-            }
-        }
-    }
-    out.values_mut().for_each(|v| v.sort());
-    out
-}
-
 fn render((cluster, nodes): (&str, &str)) -> Rendered {
     let root = common::repo_root();
     let outcome = schema::load(&root.join(cluster), &root.join(nodes));
     let config = outcome
         .config
         .unwrap_or_else(|| panic!("{cluster} is invalid"));
-    let inputs = Inputs {
-        talos_patches: talos_patches(&root.join("templates")),
-        ..common::fake_inputs()
-    };
+    let inputs = common::fake_inputs();
     render::render_templates(&root.join("templates"), &config.context(), &inputs).unwrap_or_else(
         |d| {
             panic!(

@@ -34,6 +34,7 @@ mod par;
 pub mod pins;
 mod report;
 mod schemaset;
+mod talos;
 mod tree;
 mod validate;
 
@@ -92,6 +93,7 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
 
     check_schemas(&tree, schemas, &graph, &standalone, &mut diags, &mut stats);
 
+    diags.extend(talos::check(&tree));
     let (cross_diags, cross_stats) = cross::check(&tree, &graph);
     diags.extend(cross_diags);
     stats.unverifiable_refs = cross_stats.unverifiable;

@@ -1,5 +1,5 @@
 //! Helpers shared by the xtask integration tests that run the real binary on scratch
-//! directories (`verify_rules.rs`, `prune_features.rs`).
+//! directories (`configure.rs`, `verify_rules.rs`, `prune_features.rs`).
 #![allow(dead_code, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
