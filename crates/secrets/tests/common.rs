@@ -39,7 +39,15 @@ pub fn secret_json() -> impl Strategy<Value = String> {
                 .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
         ]
     });
-    prop::collection::btree_map("[a-zA-Z][-._a-zA-Z0-9]{0,15}", value, 1..6).prop_map(|data| {
+    // Half the cases are what Kubernetes accepts (`stringData` maps strings to strings, the
+    // path through kustomize and Flux), half any YAML structure sops must carry.
+    let flat = prop::collection::btree_map(
+        "[a-zA-Z][-._a-zA-Z0-9]{0,15}",
+        "[ -~äöü日本語🔐\t\n]{0,24}".prop_map(serde_json::Value::from),
+        1..6,
+    );
+    let nested = prop::collection::btree_map("[a-zA-Z][-._a-zA-Z0-9]{0,15}", value, 1..6);
+    prop_oneof![flat, nested].prop_map(|data| {
         serde_json::json!({
             "apiVersion": "v1",
             "kind": "Secret",
