@@ -31,7 +31,7 @@ pub use diag::{Diagnostic, Location, Severity, counts};
 pub use docs::configuration_reference;
 pub use jsonschema::{cluster_json_schema, nodes_json_schema};
 pub use model::{AzureDeployment, ClientKey, Cluster, Config, McpServer, Model, Node};
-pub use names::{AI_GATEWAY, AI_HOSTNAME_PREFIX, AI_NAMESPACE};
+pub use names::{AI_GATEWAY, AI_HOSTNAME_PREFIX, AI_NAMESPACE, ROUTE_RULES_MAX};
 pub use net::Cidr;
 
 /// The result of loading both files.

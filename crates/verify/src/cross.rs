@@ -61,9 +61,6 @@ struct Chart<'a> {
     values: Value,
 }
 
-/// Rules an AIGatewayRoute may have so that its generated HTTPRoute fits Gateway API's 16.
-const AIGW_ROUTE_RULES_MAX: usize = 15;
-
 pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossStats) {
     // One copy per object: a double apply is the ownership check's finding, not every rule's.
     let mut seen = HashSet::new();
@@ -301,7 +298,7 @@ impl<'a> Ctx<'a> {
     fn aigw_route_size(&mut self) {
         for route in self.all(AIGW, "AIGatewayRoute") {
             let rules = arr(&route.value, "/spec/rules").len();
-            if rules > AIGW_ROUTE_RULES_MAX {
+            if rules > schema::ROUTE_RULES_MAX {
                 self.error(
                     "aigw_route_too_many_rules",
                     route,
@@ -897,7 +894,7 @@ impl<'a> Ctx<'a> {
             .pointer("/config/envoyGateway")
             .cloned()
             .unwrap_or(Value::Null);
-        if eg_release.value.pointer("/spec/valuesFrom").is_some() && cfg.is_null() {
+        if self.eg_values_from() && cfg.is_null() {
             self.warning(
                 "eg_values_unchecked",
                 eg_release,
