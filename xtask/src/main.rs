@@ -11,6 +11,23 @@
 
 use std::process::ExitCode;
 
+// std's print macros panic when stdout or stderr is closed or full; these shadow them in every
+// module below (macro_rules! names take precedence over the prelude's) and never panic.
+macro_rules! println {
+    () => { $crate::util::out::stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::util::out::stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! print {
+    ($($t:tt)*) => { $crate::util::out::stdout(format_args!($($t)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::util::out::stderr(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::util::out::stderr(format_args!("{}\n", format_args!($($t)*))) };
+}
+macro_rules! eprint {
+    ($($t:tt)*) => { $crate::util::out::stderr(format_args!($($t)*)) };
+}
+
 mod ai_gateway;
 mod bench;
 mod configure;
@@ -89,11 +106,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("xtask: error: {err:#}");
             ExitCode::from(2)
         }
+    };
+    match util::out::failure() {
+        Some(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::from(2)
+        }
+        None => code,
     }
 }

@@ -2,41 +2,48 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
-use schema::{Diagnostic, Severity};
+use schema::{Diagnostic, Severity, Source};
+
+/// Diagnostics printed in full, at most; the rest are counted (a hostile file can produce
+/// millions, and printing them all would take minutes while saying nothing more).
+const MAX_PRINTED: usize = 500;
 
 /// Prints every diagnostic to stderr, errors first within each file, with source snippets read
-/// from disk relative to `base`. Returns (errors, warnings).
+/// from disk relative to `base` (each file read once, through `schema::repofile`, so a symlink,
+/// a special file or an oversized file is never quoted). Returns (errors, warnings).
 pub fn print(diags: &[Diagnostic], base: &Path) -> (usize, usize) {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut by_file: BTreeMap<Option<PathBuf>, Vec<&Diagnostic>> = BTreeMap::new();
+    let mut by_file: BTreeMap<Option<&Path>, Vec<&Diagnostic>> = BTreeMap::new();
     for d in diags {
         by_file
-            .entry(d.location.as_ref().map(|l| l.file.clone()))
+            .entry(d.location.as_ref().map(|l| l.file.as_path()))
             .or_default()
             .push(d);
     }
-    let mut sources: BTreeMap<PathBuf, Option<String>> = BTreeMap::new();
+    let mut printed = 0;
+    let mut out = std::io::stderr().lock();
     for (file, mut list) in by_file {
-        list.sort_by_key(|d| (d.severity, d.location.as_ref().map(|l| (l.line, l.col))));
-        for d in list {
-            let source = file.as_ref().and_then(|f| {
-                sources
-                    .entry(f.clone())
-                    .or_insert_with(|| {
-                        let path = if f.is_absolute() {
-                            f.clone()
-                        } else {
-                            base.join(f)
-                        };
-                        std::fs::read_to_string(path).ok()
-                    })
-                    .clone()
-            });
-            let text = d.render(source.as_deref());
-            eprintln!("{}", paint(&text, d.severity, color));
+        if printed >= MAX_PRINTED {
+            break;
         }
+        list.sort_by_key(|d| (d.severity, d.location.as_ref().map(|l| (l.line, l.col))));
+        let source = file.and_then(|f| Source::read(base, f));
+        for d in list.into_iter().take(MAX_PRINTED - printed) {
+            let text = d.render_with(source.as_ref());
+            // A closed or full stderr is not a reason to panic; the exit code still tells.
+            let _ = writeln!(out, "{}", paint(&text, d.severity, color));
+            printed += 1;
+        }
+    }
+    if diags.len() > printed {
+        let _ = writeln!(
+            out,
+            "... and {} more not shown (the summary counts them all); fix the ones above and run again\n",
+            diags.len() - printed
+        );
     }
     schema::counts(diags)
 }

@@ -138,10 +138,29 @@ impl Diagnostic {
     /// Full text for a terminal: headline, the source line with a caret (when `source` holds
     /// the text of the file the location points into), notes and help.
     pub fn render(&self, source: Option<&str>) -> String {
+        let line = match (&self.location, source) {
+            (Some(loc), Some(text)) => text.lines().nth(loc.line.saturating_sub(1) as usize),
+            _ => None,
+        };
+        self.render_line(line)
+    }
+
+    /// Like [`Diagnostic::render`] with the source of a whole file indexed once ([`Source`]),
+    /// so that many diagnostics in one large file cost one pass over it, not one each.
+    pub fn render_with(&self, source: Option<&Source>) -> String {
+        let line = match (&self.location, source) {
+            (Some(loc), Some(src)) => src.line(loc.line),
+            _ => None,
+        };
+        self.render_line(line)
+    }
+
+    /// Renders with `line`, the text of the line the location points at.
+    fn render_line(&self, line: Option<&str>) -> String {
         let mut out = self.headline();
         out.push('\n');
-        if let (Some(loc), Some(text)) = (&self.location, source) {
-            out.push_str(&snippet(text, loc));
+        if let (Some(loc), Some(line)) = (&self.location, line) {
+            out.push_str(&snippet(line, loc));
         }
         for (note, loc) in &self.notes {
             match loc {
@@ -157,35 +176,102 @@ impl Diagnostic {
                 out.push('\n');
             }
         }
-        out
+        terminal_safe(&out)
     }
 
     /// Renders with the source read from disk (relative paths against `base`), falling back to
-    /// no snippet when the file cannot be read.
+    /// no snippet when the file cannot be read. The file is read like any repository file
+    /// ([`crate::repofile`]): never through a symlink, never a special file, never more than
+    /// [`SNIPPET_SOURCE_MAX`] bytes.
     pub fn render_from_disk(&self, base: &Path) -> String {
-        let source = self.location.as_ref().and_then(|loc| {
-            let path = if loc.file.is_absolute() {
-                loc.file.clone()
-            } else {
-                base.join(&loc.file)
-            };
-            std::fs::read_to_string(path).ok()
-        });
-        self.render(source.as_deref())
+        let source = self
+            .location
+            .as_ref()
+            .and_then(|loc| Source::read(base, &loc.file));
+        self.render_with(source.as_ref())
+    }
+}
+
+/// The largest file a snippet is shown from. Every input the tool accepts is smaller; a larger
+/// file was already refused and is not read a second time just to quote it.
+pub const SNIPPET_SOURCE_MAX: u64 = 32 << 20;
+
+/// The text of a file with the start of each line, for quoting lines in snippets.
+#[derive(Debug)]
+pub struct Source {
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(text: String) -> Source {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source { text, starts }
+    }
+
+    /// Reads `file` (relative to `base` unless absolute) for snippets, through
+    /// [`crate::repofile`]; `None` when it is missing, a symlink, special, too large or not
+    /// UTF-8, and then the diagnostic is printed without a snippet.
+    pub fn read(base: &Path, file: &Path) -> Option<Source> {
+        let bytes = if file.is_absolute() {
+            crate::repofile::read(file, SNIPPET_SOURCE_MAX)
+        } else {
+            crate::repofile::read_under(base, file, SNIPPET_SOURCE_MAX)
+        };
+        let text = crate::repofile::into_text(bytes.ok()?).ok()?;
+        Some(Source::new(text))
+    }
+
+    /// Line `n` (1-based) without its line break.
+    pub fn line(&self, n: u32) -> Option<&str> {
+        let i = (n as usize).checked_sub(1)?;
+        let start = *self.starts.get(i)?;
+        let end = self.starts.get(i + 1).map_or(self.text.len(), |e| e - 1);
+        if start > self.text.len() || (start == self.text.len() && i > 0) {
+            return None;
+        }
+        let line = &self.text[start..end.max(start)];
+        Some(line.strip_suffix('\r').unwrap_or(line))
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.headline())
+        f.write_str(&terminal_safe(&self.headline()))
     }
 }
 
+/// Replaces what a terminal would act on instead of print: control characters other than
+/// newline and tab (ESC sequences can rewrite the screen or the window title), and the bidi
+/// overrides that make a line read differently from what it contains. Each becomes `\u{…}`.
+pub fn terminal_safe(text: &str) -> String {
+    if !text.chars().any(needs_escape) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.push_str(&escape(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn escape(c: char) -> String {
+    format!("\\u{{{:x}}}", c as u32)
+}
+
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
 /// `   |\n23 |     host: "x"\n   |           ^^^\n`
-fn snippet(text: &str, loc: &Location) -> String {
-    let Some(line) = text.lines().nth(loc.line.saturating_sub(1) as usize) else {
-        return String::new();
-    };
+fn snippet(line: &str, loc: &Location) -> String {
     // Very long lines (minified input) are cut so the caret stays readable.
     let line: String = line.chars().take(200).collect();
     let number = loc.line.to_string();
@@ -196,7 +282,12 @@ fn snippet(text: &str, loc: &Location) -> String {
     let pad: String = line
         .chars()
         .take(col - 1)
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .map(|c| match c {
+            '\t' => "\t".to_owned(),
+            // Keeps the caret under the right character once the line is escaped.
+            c if needs_escape(c) => " ".repeat(escape(c).len()),
+            _ => " ".to_owned(),
+        })
         .collect();
     format!(
         "{gutter} |\n{number} | {line}\n{gutter} | {pad}{}\n",

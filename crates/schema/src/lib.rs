@@ -21,13 +21,14 @@ mod jsonschema;
 mod model;
 mod names;
 mod net;
+pub mod repofile;
 mod rules;
 mod spec;
 pub mod yaml;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Location, Severity, counts};
+pub use diag::{Diagnostic, Location, SNIPPET_SOURCE_MAX, Severity, Source, counts, terminal_safe};
 pub use docs::configuration_reference;
 pub use jsonschema::{cluster_json_schema, nodes_json_schema};
 pub use model::{AzureDeployment, ClientKey, Cluster, Config, McpServer, Model, Node};
