@@ -191,8 +191,17 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         ),
     );
 
-    // 3. encrypt (and compare with the tree on disk)
+    // 3. encrypt (and compare with the tree on disk), holding the output root's lock until the
+    // tree is written: two runs never plan against or write one tree at once.
     let t = Instant::now();
+    let _lock = match render::lock(&job.out) {
+        Ok(lock) => lock,
+        Err(d) => {
+            report::print(&[*d], &cwd);
+            step("encrypt", t.elapsed(), "not started; nothing was written");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let sealer = crypto::sealer(
         rendered
             .files
@@ -266,6 +275,9 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
             bail!("writing stopped; the tree is consistent and the next run finishes the job");
         }
         Err(render::ApplyError::Crashed) => bail!("interrupted"),
+    }
+    for f in plan.files().iter().filter(|f| f.removes_file()) {
+        eprintln!("  removed {} (rendered from {})", f.path, f.source);
     }
     step(
         "write",

@@ -147,6 +147,7 @@ fn deploy_key(path: &Path) -> Result<Outcome> {
         ));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
+    sweep_staging(dir);
     let staging = dir.join(format!(".init-{}", std::process::id()));
     create_private_dir(&staging)?;
     let result = (|| -> Result<Outcome> {
@@ -181,6 +182,39 @@ fn deploy_key(path: &Path) -> Result<Outcome> {
     })();
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// Removes the staging folders of earlier `init` runs that were killed while `ssh-keygen` ran:
+/// each may hold an unencrypted private key (`key`). Only real folders named `.init-<digits>`
+/// holding nothing but `key` and `key.pub` are removed; a symlink or anything else is left.
+fn sweep_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .strip_prefix(".init-")
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if !ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let staging = e.path();
+        let Ok(inner) = std::fs::read_dir(&staging) else {
+            continue;
+        };
+        let inner: Vec<_> = inner.flatten().collect();
+        let only_keys = inner.iter().all(|f| {
+            f.file_type().is_ok_and(|t| t.is_file())
+                && matches!(f.file_name().to_str(), Some("key" | "key.pub"))
+        });
+        if only_keys {
+            for f in &inner {
+                let _ = std::fs::remove_file(f.path());
+            }
+            let _ = std::fs::remove_dir(&staging);
+        }
+    }
 }
 
 fn push_token(path: &Path) -> Result<Outcome> {

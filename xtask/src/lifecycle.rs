@@ -135,10 +135,18 @@ pub fn reset(
         );
     }
     // Planning an empty render turns every manifest entry into "no longer rendered": removed when
-    // unchanged, kept when edited. No secret is sealed, so no key is needed.
+    // unchanged and some template could have written it, kept otherwise. No secret is sealed, so
+    // no key is needed. The templates say which paths are removable at all.
+    let templates = render::template_outputs(&root.join("templates")).map_err(|diags| {
+        report::print(&diags, root);
+        anyhow::anyhow!(
+            "cannot reset: reset removes only files a template could have written, and it needs templates/ to know which"
+        )
+    })?;
+    let _lock = render::lock(root).map_err(|d| anyhow::anyhow!("{}", d.headline()))?;
     let plan = render::plan(
         root,
-        render::Rendered::default(),
+        templates,
         &NoSealer,
         &render::PlanOptions { force: false },
     )
@@ -330,6 +338,13 @@ mod tests {
         /// Renders two plain files through the real output stage, so the manifest is genuine.
         fn configure(&self) {
             let mut files = std::collections::BTreeMap::new();
+            for t in [
+                "templates/config/kubernetes/apps/default/echo/ks.yaml.j2",
+                "templates/config/talos/talenv.yaml.j2",
+            ] {
+                self.write(t, "x: 1\n");
+            }
+            let templates = render::template_outputs(&self.root.join("templates")).unwrap();
             for (path, text) in [
                 (
                     "kubernetes/apps/default/echo/ks.yaml",
@@ -348,10 +363,7 @@ mod tests {
             }
             let plan = render::plan(
                 &self.root,
-                render::Rendered {
-                    files,
-                    skipped: Vec::new(),
-                },
+                render::Rendered { files, ..templates },
                 &NoSealer,
                 &render::PlanOptions { force: false },
             )

@@ -44,6 +44,7 @@ pub mod out {
     }
 
     /// Raw bytes to stdout (decrypted files, encrypted output).
+    #[allow(dead_code)]
     pub fn stdout_bytes(bytes: &[u8]) {
         let mut lock = io::stdout().lock();
         let r = lock.write_all(bytes).and_then(|()| lock.flush());

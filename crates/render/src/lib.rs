@@ -25,10 +25,12 @@ pub use inputs::{
     parse_age_key_file,
 };
 pub use output::{
-    Action, ApplyError, ApplyOptions, Counts, MANIFEST_FILE, Plan, PlanOptions, Planned, Sealer,
-    apply, is_secret, plan,
+    Action, ApplyError, ApplyOptions, Counts, LOCK_FILE, MANIFEST_FILE, OutputLock, Plan,
+    PlanOptions, Planned, Sealer, apply, is_secret, lock, may_remove, plan,
 };
-pub use walk::{Output, Rendered, render_template, render_templates, talos_patches};
+pub use walk::{
+    Output, Rendered, render_template, render_templates, talos_patches, template_outputs,
+};
 
 /// `s` as a double-quoted YAML scalar that every YAML parser reads back as exactly `s`: what
 /// the templates' `| yaml` filter writes for a string.

@@ -59,7 +59,73 @@ pub fn is_secret(path: &str) -> bool {
 
 /// Names the output stage keeps for itself; no template may produce them.
 pub(crate) fn is_reserved(path: &str) -> bool {
-    path == MANIFEST_FILE || path.ends_with(TMP_SUFFIX)
+    path == MANIFEST_FILE || path == LOCK_FILE || path.ends_with(TMP_SUFFIX)
+}
+
+/// The lock file at the output root, held while a run plans and writes (git-ignored).
+pub const LOCK_FILE: &str = ".render.lock";
+/// The largest render manifest read: about 100 times the manifest of the largest benchmarked
+/// configuration.
+pub const MANIFEST_MAX_BYTES: u64 = 16 << 20;
+/// The largest existing output read to compare with its new version.
+pub const OUTPUT_MAX_BYTES: u64 = 32 << 20;
+
+/// Whether the output stage may remove `path` because the manifest lists it: only a path some
+/// template could have produced ([`Rendered::producible`]: under a top-level folder the shipped
+/// `config/` templates write to), and never anything inside `.git`. The manifest is repository
+/// content, so its list alone is no proof that configure wrote a file.
+pub fn may_remove(rendered: &Rendered, path: &str) -> bool {
+    is_safe_relative(path)
+        && !is_reserved(path)
+        && !path.split('/').any(|c| c.eq_ignore_ascii_case(".git"))
+        && rendered.producible.contains(path)
+}
+
+/// Holds the output root's lock until dropped: two runs never plan or write one tree at once.
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: fs::File,
+}
+
+/// Takes the lock of `root` (creating the root and `.render.lock` if needed). Fails at once, with
+/// a diagnostic, when another run holds it: waiting could hang forever behind a stuck run.
+pub fn lock(root: &Path) -> Result<OutputLock, Box<Diagnostic>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |what: String| {
+        Box::new(
+            Diagnostic::error("render::lock", "", what)
+                .with_help("another `cargo xtask configure` (or reset) is running on this tree; wait for it, or stop it"),
+        )
+    };
+    fs::create_dir_all(root).map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
+    let path = root.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
+        .open(&path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        _ => return Err(fail(format!("{} is not a regular file", path.display()))),
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(OutputLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(fail(format!("{} is locked by another run", root.display())))
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            Err(fail(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK`: a planted symlink or FIFO at the lock path is refused, not used.
+fn libc_nofollow() -> i32 {
+    schema::repofile::NOFOLLOW_NONBLOCK
 }
 
 /// What happens to one path.
@@ -182,11 +248,15 @@ impl Entry {
 /// the manifest is unreadable, or a path cannot be written (a directory or symlink in the way).
 pub fn plan(
     root: &Path,
-    rendered: Rendered,
+    mut rendered: Rendered,
     sealer: &dyn Sealer,
     options: &PlanOptions,
 ) -> Result<Plan, Vec<Diagnostic>> {
     let mut errors = Vec::new();
+    let producible = Rendered {
+        producible: std::mem::take(&mut rendered.producible),
+        ..Rendered::default()
+    };
     let (old_manifest, manifest_on_disk) = match read_manifest(root) {
         Ok(m) => m,
         Err(d) => return Err(vec![*d]),
@@ -306,14 +376,43 @@ pub fn plan(
     if fs::symlink_metadata(root.join(&manifest_tmp)).is_ok_and(|m| m.is_file()) {
         leftovers.push(manifest_tmp);
     }
-    for (path, entry) in &old_manifest.files {
-        if !old_manifest.complete {
-            let tmp = temp_path(path);
-            if fs::symlink_metadata(root.join(&tmp)).is_ok_and(|m| m.is_file()) {
-                leftovers.push(tmp);
-            }
+    // Temporary files of any path this run writes or the manifest lists are ours: an
+    // interrupted or concurrent run left them. Only regular files; never followed.
+    let mut tmp_candidates: BTreeSet<String> = old_manifest.files.keys().cloned().collect();
+    tmp_candidates.extend(rendered_paths.iter().map(|p| (*p).to_owned()));
+    for path in &tmp_candidates {
+        let tmp = temp_path(path);
+        if fs::symlink_metadata(root.join(&tmp)).is_ok_and(|m| m.is_file()) {
+            leftovers.push(tmp);
         }
+    }
+    for (path, entry) in &old_manifest.files {
         if rendered_paths.contains(path.as_str()) {
+            continue;
+        }
+        if !may_remove(&producible, path) {
+            // Listed, but no template could have written it: the manifest is repository
+            // content, and this entry is no proof. Not touched; dropped from the manifest.
+            warnings.push(
+                Diagnostic::warning(
+                    "render::not_ours",
+                    "",
+                    format!(
+                        "{path}: listed in {MANIFEST_FILE} but no template produces it; not removed"
+                    ),
+                )
+                .with_help("configure only removes files a template could have written; if the file is really stale, delete it yourself"),
+            );
+            stale.push(Planned {
+                path: path.clone(),
+                action: Action::Keep,
+                secret: is_secret(path),
+                source: entry.source.clone(),
+                new: None,
+                old: None,
+                executable: false,
+                replaces: None,
+            });
             continue;
         }
         if let Err(d) = ancestors.check(path) {
@@ -423,6 +522,13 @@ pub fn plan(
         conflicts,
         seal_time,
     })
+}
+
+impl Planned {
+    /// Whether carrying out the plan deletes a file at this path.
+    pub fn removes_file(&self) -> bool {
+        self.action == Action::Remove && self.old.is_some()
+    }
 }
 
 impl Plan {
@@ -885,9 +991,9 @@ fn manifest_bytes(m: &Manifest) -> Vec<u8> {
 
 fn read_manifest(root: &Path) -> Result<(Manifest, Option<Vec<u8>>), Box<Diagnostic>> {
     let path = root.join(MANIFEST_FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match schema::repofile::read(&path, MANIFEST_MAX_BYTES) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Ok((
                 Manifest {
                     complete: true,
@@ -898,11 +1004,14 @@ fn read_manifest(root: &Path) -> Result<(Manifest, Option<Vec<u8>>), Box<Diagnos
             ));
         }
         Err(e) => {
-            return Err(Box::new(Diagnostic::error(
-                "render::manifest",
-                "",
-                format!("cannot read {}: {e}", path.display()),
-            )));
+            return Err(Box::new(
+                Diagnostic::error(
+                    "render::manifest",
+                    "",
+                    format!("{MANIFEST_FILE} {e}"),
+                )
+                .with_help("restore it from git (`git checkout -- .render-manifest.json`); configure reads it only as a regular file"),
+            ));
         }
     };
     let broken = |msg: String| {
@@ -950,13 +1059,13 @@ fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Box<Diagnosti
             "",
             format!("cannot inspect {}: {e}", abs.display()),
         ))),
-        Ok(m) if m.is_file() => fs::read(&abs).map(Some).map_err(|e| {
-            Box::new(Diagnostic::error(
-                "render::read",
-                "",
-                format!("cannot read {}: {e}", abs.display()),
-            ))
-        }),
+        Ok(m) if m.is_file() => schema::repofile::read(&abs, OUTPUT_MAX_BYTES)
+            .map(Some)
+            .map_err(|e| {
+                Box::new(
+                    Diagnostic::error("render::read", "", format!("{rel} {e}")).with_help(e.help()),
+                )
+            }),
         Ok(m) => {
             let what = if m.is_dir() {
                 "a directory"

@@ -5,7 +5,7 @@
 //! includable, and a render that is only whitespace produces no file (feature toggles wrap a
 //! whole template in `#% if … %#`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use minijinja::value::Value;
@@ -35,7 +35,14 @@ pub struct Rendered {
     pub files: BTreeMap<String, Output>,
     /// Templates that rendered to whitespace only (feature toggled off), by output path.
     pub skipped: Vec<String>,
+    /// Every output path some template could produce (rendered now or not) under a top-level
+    /// directory that `config/` produces files in: the only paths the output stage may ever
+    /// remove (see `output::may_remove`).
+    pub producible: BTreeSet<String>,
 }
+
+/// Largest template or copied file read: far above any real template.
+pub const TEMPLATE_MAX_BYTES: u64 = 4 << 20;
 
 struct Source {
     /// Path relative to its input folder, `/`-separated.
@@ -103,23 +110,60 @@ pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn render_selected(
-    templates_root: &Path,
-    context: &serde_json::Value,
-    inputs: &Inputs,
-    wanted: impl Fn(&str) -> bool,
-) -> Result<Rendered, Vec<Diagnostic>> {
+/// Lists every template without rendering any: a [`Rendered`] with no files, whose
+/// [`Rendered::producible`] says what configure may remove (`reset` uses it).
+pub fn template_outputs(templates_root: &Path) -> Result<Rendered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
+    let sources = find_sources(templates_root, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(Rendered {
+        producible: producible(&sources),
+        ..Rendered::default()
+    })
+}
+
+/// Every template under the input folders, highest priority first per relative path. Refuses
+/// (with diagnostics) a missing or empty `config/` folder, symlinked folders or templates, and
+/// templates whose output would land in `.git`.
+fn find_sources(templates_root: &Path, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Source> {
     let shown_root = templates_root
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("templates"));
-    // Highest priority first; the first occurrence of a relative path wins.
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    let config = templates_root.join(INPUT_DIRS[1]);
+    match schema::repofile::kind_of(&config) {
+        Some("directory") => {}
+        found => {
+            // Rendering nothing would make every rendered file stale: refuse instead of pruning
+            // the whole tree (a typo in --templates once did exactly that).
+            let what = found.map_or("does not exist".to_owned(), |k| format!("is a {k}"));
+            diags.push(
+                Diagnostic::error(
+                    "render::no_templates",
+                    "",
+                    format!("{} {what}: no templates to render", config.display()),
+                )
+                .with_help("check --templates: it names the folder holding config/ (and optionally overrides/); nothing was written or removed"),
+            );
+            return sources;
+        }
+    }
+    if let Some("symlink") = schema::repofile::kind_of(templates_root) {
+        diags.push(symlink_error(templates_root));
+        return sources;
+    }
     for (priority, dir) in INPUT_DIRS.into_iter().enumerate() {
         let base = templates_root.join(dir);
+        if let Some("symlink") = schema::repofile::kind_of(&base) {
+            diags.push(symlink_error(&base));
+            continue;
+        }
         let mut files = Vec::new();
-        if let Err(err) = list_files(&base, &base, &mut files) {
+        let mut links = Vec::new();
+        if let Err(err) = list_files(&base, &base, &mut files, &mut links) {
             diags.push(Diagnostic::error(
                 "render::read",
                 "",
@@ -127,7 +171,22 @@ fn render_selected(
             ));
             continue;
         }
+        for link in links {
+            diags.push(symlink_error(&shown_root.join(dir).join(link)));
+        }
         for rel in files {
+            if rel.split('/').any(|c| c.eq_ignore_ascii_case(".git")) {
+                diags.push(
+                    Diagnostic::error(
+                        "render::reserved_name",
+                        "",
+                        format!("`{rel}`: templates never write into `.git`"),
+                    )
+                    .at(Some(Location::new(shown_root.join(dir).join(&rel), 1, 1, 1)))
+                    .with_help("remove this template: a file under .git (a hook) would run code on the next git command"),
+                );
+                continue;
+            }
             sources.entry(rel.clone()).or_insert_with(|| Source {
                 abs: base.join(&rel),
                 shown: shown_root.join(dir).join(&rel),
@@ -135,6 +194,58 @@ fn render_selected(
                 rel,
             });
         }
+    }
+    if diags.is_empty() && !sources.values().any(|s| s.priority == 1) {
+        diags.push(
+            Diagnostic::error(
+                "render::no_templates",
+                "",
+                format!("{} holds no templates", config.display()),
+            )
+            .with_help("check --templates; nothing was written or removed"),
+        );
+    }
+    sources
+}
+
+fn symlink_error(path: &Path) -> Diagnostic {
+    Diagnostic::error(
+        "render::symlink",
+        "",
+        format!("{} is a symlink; templates are never read through symlinks", path.display()),
+    )
+    .with_help("a symlinked template could copy any file it points at (a key) into the rendered tree; replace it with a regular file or folder")
+}
+
+/// Output paths of every non-partial template, limited to the top-level entries that the
+/// `config/` folder itself produces (an override cannot claim a new top-level folder).
+fn producible(sources: &BTreeMap<String, Source>) -> BTreeSet<String> {
+    let top = |p: &str| p.split('/').next().unwrap_or(p).to_owned();
+    let owned: BTreeSet<String> = sources
+        .values()
+        .filter(|s| s.priority == 1 && !is_partial(&s.rel))
+        .map(|s| top(target_path(&s.rel)))
+        .collect();
+    sources
+        .values()
+        .filter(|s| !is_partial(&s.rel))
+        .map(|s| target_path(&s.rel))
+        .filter(|t| owned.contains(&top(t)))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn render_selected(
+    templates_root: &Path,
+    context: &serde_json::Value,
+    inputs: &Inputs,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Rendered, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    // Highest priority first; the first occurrence of a relative path wins.
+    let sources = find_sources(templates_root, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags);
     }
 
     // The first input folder producing an output path wins (makejinja walks `overrides/` first,
@@ -177,7 +288,7 @@ fn render_selected(
         if !needed {
             continue;
         }
-        match std::fs::read(&src.abs) {
+        match schema::repofile::read(&src.abs, TEMPLATE_MAX_BYTES) {
             Ok(bytes) if src.rel.ends_with(".j2") => match String::from_utf8(bytes) {
                 Ok(text) => texts.push((src, text)),
                 Err(_) => diags.push(
@@ -186,11 +297,10 @@ fn render_selected(
                 ),
             },
             Ok(bytes) => copies.push((src, bytes, is_executable(&src.abs))),
-            Err(err) => diags.push(Diagnostic::error(
-                "render::read",
-                "",
-                format!("cannot read {}: {err}", src.abs.display()),
-            )),
+            Err(err) => diags.push(
+                Diagnostic::error("render::read", "", format!("{} {err}", src.shown.display()))
+                    .with_help(err.help()),
+            ),
         }
     }
     for (src, text) in &texts {
@@ -203,7 +313,10 @@ fn render_selected(
     }
 
     let ctx = Value::from(minijinja::value::Serde(context));
-    let mut out = Rendered::default();
+    let mut out = Rendered {
+        producible: producible(&sources),
+        ..Rendered::default()
+    };
     for (src, _) in &texts {
         let target = target_path(&src.rel);
         if !produces(src) || !wanted(target) {
@@ -290,8 +403,14 @@ fn template_error(err: &minijinja::Error, src: &Source) -> Diagnostic {
 }
 
 /// Lists files under `dir` recursively, relative to `base`, `/`-separated, sorted. A missing
-/// directory is empty (a repository may have no overrides).
-fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+/// directory is empty (a repository may have no overrides). Symlinks are collected apart in
+/// `links` and never followed; other special files are ignored.
+fn list_files(
+    base: &Path,
+    dir: &Path,
+    out: &mut Vec<String>,
+    links: &mut Vec<String>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -303,15 +422,19 @@ fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
     paths.sort();
     for path in paths {
         let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            list_files(base, &path, out)?;
-        } else if meta.is_file() {
-            let rel = path.strip_prefix(base).expect("walked under base");
-            let rel: Vec<String> = rel
-                .components()
+        let rel = || {
+            let rel = path.strip_prefix(base).unwrap_or(&path);
+            rel.components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            out.push(rel.join("/"));
+                .collect::<Vec<String>>()
+                .join("/")
+        };
+        if meta.is_dir() {
+            list_files(base, &path, out, links)?;
+        } else if meta.is_file() {
+            out.push(rel());
+        } else if meta.file_type().is_symlink() {
+            links.push(rel());
         }
     }
     Ok(())

@@ -350,6 +350,16 @@ impl<'a> Checker<'a> {
                     );
                     return None;
                 }
+                if !SECRET_FIELDS.contains(&field) && s.contains("${") {
+                    self.error(
+                        "flux_substitution",
+                        path,
+                        node,
+                        "contains `${`, which Flux's variable substitution would replace on the cluster".to_owned(),
+                        Some("Flux substitutes `${NAME}` in every manifest it applies (postBuild.substituteFrom), so the cluster would see a different value than this file says; remove the `${`".to_owned()),
+                    );
+                    return None;
+                }
                 Some(s)
             }
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => {

@@ -160,7 +160,13 @@ impl Diagnostic {
         let mut out = self.headline();
         out.push('\n');
         if let (Some(loc), Some(line)) = (&self.location, line) {
-            out.push_str(&snippet(line, loc));
+            if looks_like_key_material(line) {
+                // Whatever led here (a misplaced key file, a broken symlink defence), a snippet
+                // never quotes a secret key.
+                out.push_str("   | (line not shown: it looks like key material)\n");
+            } else {
+                out.push_str(&snippet(line, loc));
+            }
         }
         for (note, loc) in &self.notes {
             match loc {
@@ -261,6 +267,11 @@ pub fn terminal_safe(text: &str) -> String {
     out
 }
 
+fn looks_like_key_material(line: &str) -> bool {
+    let upper = line.to_ascii_uppercase();
+    upper.contains("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY")
+}
+
 fn escape(c: char) -> String {
     format!("\\u{{{:x}}}", c as u32)
 }
@@ -321,6 +332,44 @@ mod tests {
             text,
             "error[schema::azure_host]: cluster.yaml:2:11: ai_gateway_azure_deployments[1].host: \"foo.azure.com\" must end in .openai.azure.com\n  |\n2 |     host: \"foo.azure.com\"\n  |           ^^^^^^^^^^^^^^^\n   = help: use the endpoint host of the Azure OpenAI resource\n"
         );
+    }
+
+    #[test]
+    fn terminal_escapes_in_sources_and_messages_are_shown_not_obeyed() {
+        let d = Diagnostic::error("x::y", "k", "bad \u{1b}]0;owned\u{7}value")
+            .at(Some(Location::new("f", 1, 8, 1)));
+        let text = d.render(Some("k: \u{1b}[2Jx\u{202e}y\n"));
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{202e}'));
+        assert!(
+            text.contains("\\u{1b}[2J") && text.contains("\\u{202e}"),
+            "{text}"
+        );
+        // The caret still points under `x`, past the escaped sequence.
+        let lines: Vec<&str> = text.lines().collect();
+        let code = lines.iter().find(|l| l.starts_with("1 |")).unwrap();
+        let caret = lines.iter().find(|l| l.contains('^')).unwrap();
+        assert_eq!(code.find('x'), caret.find('^'), "{text}");
+    }
+
+    #[test]
+    fn key_material_is_never_quoted() {
+        let d = Diagnostic::error("x::y", "", "m").at(Some(Location::new("f", 2, 1, 3)));
+        let text = d.render(Some("# created\nAGE-SECRET-KEY-1ABCDEF\n"));
+        assert!(!text.contains("AGE-SECRET-KEY-1ABCDEF"), "{text}");
+        assert!(text.contains("not shown"));
+    }
+
+    #[test]
+    fn source_lines_index_once() {
+        let src = Source::new("a\r\nb\n\nlast".to_owned());
+        assert_eq!(src.line(1), Some("a"));
+        assert_eq!(src.line(2), Some("b"));
+        assert_eq!(src.line(3), Some(""));
+        assert_eq!(src.line(4), Some("last"));
+        assert_eq!(src.line(5), None);
+        assert_eq!(src.line(0), None);
+        let src = Source::new("one\n".to_owned());
+        assert_eq!(src.line(2), None);
     }
 
     #[test]

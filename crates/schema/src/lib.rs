@@ -21,6 +21,7 @@ mod jsonschema;
 mod model;
 mod names;
 mod net;
+mod re2;
 pub mod repofile;
 mod rules;
 mod spec;

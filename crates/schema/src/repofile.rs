@@ -196,6 +196,10 @@ fn kind_name(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Open flags for a file the tool creates or opens in the repository: a symlink or FIFO planted at
+/// the path is refused (`ELOOP`) or cannot block the open.
+pub const NOFOLLOW_NONBLOCK: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
 fn open_read(path: &Path, max: u64, follow: bool) -> Result<Vec<u8>, ReadError> {
     // Non-blocking so that opening a FIFO returns at once; regular files ignore the flag.
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;

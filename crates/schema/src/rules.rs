@@ -690,19 +690,13 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
             check_names(cx, path, names::mcp_names(&s.name));
         }
         for (j, pattern) in s.tool_filter.iter().enumerate() {
-            if let Err(err) = regex::Regex::new(pattern) {
-                let reason = err
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .to_owned();
+            // The gateway compiles filters with Go's regexp (RE2), not Rust's regex.
+            if let Err(reason) = crate::re2::check(pattern) {
                 cx.error(
                     "ai_bad_tool_filter",
                     &format!("ai_gateway_mcp_servers[{i}].tool_filter[{j}]"),
-                    format!("\"{pattern}\" is not a valid regular expression: {reason}"),
-                    "tool filters are RE2 regular expressions, e.g. \".*issues?.*\"".to_owned(),
+                    format!("\"{pattern}\" is not a valid RE2 regular expression: {reason}"),
+                    "tool filters are compiled by Envoy AI Gateway with Go's regexp (RE2 syntax), e.g. \".*issues?.*\"".to_owned(),
                 );
             }
         }

@@ -738,6 +738,83 @@ mod tests {
     }
 
     #[test]
+    fn string_alias_bombs_stop_at_the_byte_budget() {
+        // 200 KB of text aliased 1,000 times: few nodes, 200 MB once expanded.
+        let big = "x".repeat(200_000);
+        let mut s = format!("a: &big \"{big}\"\nb: [");
+        s.push_str(&vec!["*big"; 1000].join(", "));
+        s.push_str("]\n");
+        assert!(s.len() < Limits::CONFIG.max_bytes);
+        let l = load_str(&s);
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.code == "yaml::too_many_bytes"),
+            "{:?}",
+            l.diagnostics.iter().map(|d| &d.code).collect::<Vec<_>>()
+        );
+        // Collections holding the string are charged by their contents too.
+        let mut s = format!("a: &big [\"{big}\", \"{big}\"]\nb: [");
+        s.push_str(&vec!["*big"; 100].join(", "));
+        s.push_str("]\n");
+        let l = load_str(&s);
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.code == "yaml::too_many_bytes")
+        );
+    }
+
+    #[test]
+    fn many_duplicate_keys_are_found_in_linear_time_and_listed_briefly() {
+        // 95,000 distinct keys then 20,000 repeats of one: a scan per key was quadratic.
+        let mut s = String::new();
+        for i in 0..95_000 {
+            s.push_str(&format!("k{i}: 1\n"));
+        }
+        for _ in 0..20_000 {
+            s.push_str("k7: 2\n");
+        }
+        let l = load(&s, Path::new("t.yaml"), Limits::MANIFESTS);
+        let dups: Vec<_> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "yaml::duplicate_key")
+            .collect();
+        assert_eq!(dups.len(), MAX_DUPLICATE_REPORTS + 1);
+        assert!(dups.last().unwrap().message.starts_with("19900 more"));
+        assert_eq!(l.documents[0].as_map().unwrap().len(), 95_000);
+    }
+
+    #[test]
+    fn distinct_scalar_types_are_distinct_keys() {
+        let l = load_str("1: a\n\"1\": b\ntrue: c\n\"true\": d\n1.0: e\n");
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let l = load_str("1.0: a\n1.00: b\n");
+        assert_eq!(l.diagnostics.len(), 1);
+    }
+
+    #[test]
+    fn load_file_refuses_symlinks_and_special_files() {
+        let dir = std::env::temp_dir().join(format!("yaml-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("age.key"), "AGE-SECRET-KEY-1QQQ\n").unwrap();
+        let link = dir.join("cluster.yaml");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(dir.join("age.key"), &link).unwrap();
+        let l = load_file(&link, Path::new("cluster.yaml"), Limits::CONFIG);
+        assert_eq!(l.diagnostics[0].code, "yaml::symlink");
+        assert!(!format!("{:?}", l.diagnostics).contains("AGE-SECRET"));
+        let l = load_file(
+            Path::new("/dev/zero"),
+            Path::new("zero.yaml"),
+            Limits::CONFIG,
+        );
+        assert_eq!(l.diagnostics[0].code, "yaml::not_regular");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn aliases_within_budget_are_expanded() {
         let l = load_str("a: &x {k: v}\nb: *x\n");
         assert!(l.diagnostics.is_empty());

@@ -36,11 +36,17 @@ impl Tree {
             sops_files: 0,
         };
         let mut paths = Vec::new();
+        let mut links = Vec::new();
         for dir in dirs {
             let abs = root.join(dir);
-            if abs.is_dir() {
-                walk(root, &abs, &mut paths);
+            match schema::repofile::kind_of(&abs) {
+                Some("directory") => walk(root, &abs, &mut paths, &mut links),
+                Some("symlink") => links.push(dir.clone()),
+                _ => {}
             }
+        }
+        for link in links {
+            tree.diagnostics.push(symlink_diagnostic(&link));
         }
         paths.sort();
         let name = |rel: &Path| {
@@ -52,7 +58,7 @@ impl Tree {
         // Parsing is most of the work and each file is independent: parse them in parallel,
         // then take the results in path order, as a sequential load would.
         let parsed = crate::par::map(&paths, |rel| {
-            is_yaml(&name(rel)).then(|| yaml::load_file(&root.join(rel), rel, Limits::MANIFESTS))
+            is_yaml(&name(rel)).then(|| yaml::load_file_under(root, rel, Limits::MANIFESTS))
         });
         for (rel, loaded) in paths.into_iter().zip(parsed) {
             let name = name(&rel);
@@ -72,8 +78,12 @@ impl Tree {
     /// directories). `None` if it does not exist or is not a file.
     pub(crate) fn file(&mut self, rel: &Path) -> Option<&SourceFile> {
         if !self.files.contains_key(rel) {
-            if !self.root.join(rel).is_file() {
-                return None;
+            match schema::repofile::kind_of(&self.root.join(rel)) {
+                // A symlink (or a path through a symlinked folder) is reported by the load
+                // and never followed.
+                Some("file" | "symlink") => {}
+                _ if schema::repofile::check_no_symlink_under(&self.root, rel).is_err() => {}
+                _ => return None,
             }
             self.load_file(rel);
         }
@@ -106,7 +116,7 @@ impl Tree {
     }
 
     fn load_file(&mut self, rel: &Path) {
-        let loaded = yaml::load_file(&self.root.join(rel), rel, Limits::MANIFESTS);
+        let loaded = yaml::load_file_under(&self.root, rel, Limits::MANIFESTS);
         self.insert(rel, loaded);
     }
 
@@ -129,7 +139,12 @@ impl Tree {
                 )
         };
         if !structured {
-            let text = std::fs::read_to_string(self.root.join(rel)).unwrap_or_default();
+            let text = schema::repofile::read_text_under(
+                &self.root,
+                rel,
+                Limits::MANIFESTS.max_bytes as u64,
+            )
+            .unwrap_or_default();
             let encrypted = text.contains("sops_mac=ENC[AES256_GCM,")
                 || (text.contains("[sops]")
                     && text.contains("mac")
@@ -293,7 +308,8 @@ impl SelectionRule {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+/// Files below `dir`, relative to `root`; symlinks are collected in `links`, never followed.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -303,16 +319,27 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
             continue;
         }
         let path = e.path();
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
         match e.file_type() {
-            Ok(t) if t.is_dir() => walk(root, &path, out),
-            Ok(t) if t.is_file() => {
-                if let Ok(rel) = path.strip_prefix(root) {
-                    out.push(rel.to_path_buf());
-                }
-            }
+            Ok(t) if t.is_dir() => walk(root, &path, out, links),
+            Ok(t) if t.is_file() => out.push(rel.to_path_buf()),
+            Ok(t) if t.is_symlink() => links.push(rel.to_path_buf()),
             _ => {}
         }
     }
+}
+
+/// A symlink in the tree: not read (it could point at a key file), and so not checked.
+fn symlink_diagnostic(rel: &Path) -> Diagnostic {
+    Diagnostic::error(
+        "verify::symlink",
+        "",
+        format!("{} is a symlink; verify never follows symlinks, so it is not checked", rel.display()),
+    )
+    .at(Some(schema::Location::new(rel, 1, 1, 1)))
+    .with_help("commit the file itself: a symlink in a GitOps tree can point outside it (at a key file), and Flux refuses links that leave the repository")
 }
 
 /// Joins `rel` onto directory `base` (both relative to the root) and normalises `.`/`..`;
