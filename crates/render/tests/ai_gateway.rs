@@ -1975,7 +1975,8 @@ fn user_values_pass_through_unchanged() {
         .iter()
         .find(|s| s.name == "odd")
         .unwrap();
-    assert!(odd.path.contains("${") && odd.path.contains("{{") && odd.path.contains('#'));
+    // `${` itself is refused in plain values (Flux would substitute it); `$` alone is fine.
+    assert!(odd.path.contains('$') && odd.path.contains("{{") && odd.path.contains('#'));
     let odd_ref = arr(&route.doc, "/spec/backendRefs")
         .iter()
         .find(|b| str_at(b, "/name") == "odd")

@@ -178,12 +178,21 @@ fn hostile_word(banned: &'static [char]) -> impl Strategy<Value = String> {
                 .filter(|c| !c.is_whitespace() && !banned.contains(c) && !schema_unportable(*c))
                 .collect::<String>()
         })
+        .prop_map(no_flux_variables)
         .prop_filter("empty after filtering", |s| !s.is_empty())
 }
 
-/// `s` without the characters the schema refuses outside secrets.
+/// `s` without what the schema refuses outside secrets: unportable characters, and `${`
+/// (Flux would substitute it on the cluster).
 fn portable(s: &str) -> String {
-    s.chars().filter(|c| !schema_unportable(*c)).collect()
+    no_flux_variables(s.chars().filter(|c| !schema_unportable(*c)).collect())
+}
+
+fn no_flux_variables(mut s: String) -> String {
+    while s.contains("${") {
+        s = s.replace("${", "$");
+    }
+    s
 }
 
 fn schema_unportable(c: char) -> bool {
@@ -740,6 +749,7 @@ fn fit(nasty: &str, kind: Kind, i: usize) -> String {
             .chars()
             .filter(|c| !c.is_whitespace() && !banned.contains(c) && !schema_unportable(*c))
             .collect();
+        let w = no_flux_variables(w);
         if w.is_empty() { "x".to_owned() } else { w }
     };
     match kind {
