@@ -18,6 +18,7 @@ use crate::util;
 
 pub const HELP: &str = "\
 cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR | --no-schemas]
+cargo xtask bench --bounds
 
 Times configure (validate, render, encrypt, write, and a second no-change run) on generated
 configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
@@ -29,6 +30,9 @@ Options:
   --schemas DIR   schema set for the verify step (default: $CLUSTER_SCHEMAS_DIR, else
                   ../shared/schemas next to the repository if present, else no schema checks)
   --no-schemas    verify without a schema set (graph and cross-resource checks only)
+  --bounds        instead: the worst inputs each command accepts or refuses (largest files,
+                  duplicate keys, alias bombs, a forged render manifest), each run as a child
+                  process with its wall time and peak memory
 ";
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
@@ -36,6 +40,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut runs = 3usize;
     let mut schemas_dir: Option<PathBuf> = None;
     let mut no_schemas = false;
+    let mut bounds = false;
     while let Some(arg) = args.next()? {
         match arg {
             lexopt::Arg::Long("sizes") => {
@@ -49,6 +54,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             lexopt::Arg::Long("runs") => runs = args.value()?.parse()?,
             lexopt::Arg::Long("schemas") => schemas_dir = Some(args.value()?.into()),
             lexopt::Arg::Long("no-schemas") => no_schemas = true,
+            lexopt::Arg::Long("bounds") => bounds = true,
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -63,6 +69,12 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let templates = root.join("templates");
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    if bounds {
+        let result = crate::bench_bounds::run_bounds(&scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        print!("{}", result?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let schemas = if no_schemas {
         verify::SchemaSet::empty()
     } else {

@@ -30,6 +30,7 @@ macro_rules! eprint {
 
 mod ai_gateway;
 mod bench;
+mod bench_bounds;
 mod configure;
 mod dist;
 mod e2e;
@@ -58,6 +59,18 @@ fn no_core_dumps() {
     );
     #[cfg(target_os = "linux")]
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+}
+
+/// For `cargo xtask bench --bounds`: this process's peak resident memory, from the kernel.
+fn report_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kib) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+    {
+        eprintln!("xtask: peak memory: {kib} KiB");
+    }
 }
 
 const HELP: &str = "\
@@ -131,6 +144,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     };
+    if std::env::var_os("XTASK_REPORT_PEAK").is_some() {
+        report_peak_memory();
+    }
     match util::out::failure() {
         Some(message) => {
             eprintln!("xtask: error: {message}");

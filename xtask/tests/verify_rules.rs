@@ -359,6 +359,18 @@ fn cases() -> Vec<Case> {
         )
         .at(BACKENDS_SECRET, "stringData.apiKey")
         .line("sk-pasted-by-hand"),
+        case(
+            "a committed symlink to the age key under kubernetes/",
+            "verify::symlink",
+            |t| {
+                std::os::unix::fs::symlink(
+                    t.root().join("age.key"),
+                    t.root().join("kubernetes/apps/notes.yaml"),
+                )
+                .map_err(|e| e.to_string())
+            },
+        )
+        .at("kubernetes/apps/notes.yaml", ""),
         case("a file that does not parse", "yaml::syntax", |t| {
             t.replace(RATELIMIT, "kind: BackendTrafficPolicy", "kind: [BackendTrafficPolicy")
         })

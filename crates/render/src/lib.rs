@@ -25,8 +25,8 @@ pub use inputs::{
     parse_age_key_file,
 };
 pub use output::{
-    Action, ApplyError, ApplyOptions, Counts, LOCK_FILE, MANIFEST_FILE, OutputLock, Plan,
-    PlanOptions, Planned, Sealer, apply, is_secret, lock, may_remove, plan,
+    Action, ApplyError, ApplyOptions, Counts, LOCK_FILE, MANIFEST_FILE, MANIFEST_MAX_BYTES,
+    OutputLock, Plan, PlanOptions, Planned, Sealer, apply, is_secret, lock, may_remove, plan,
 };
 pub use walk::{
     Output, Rendered, render_template, render_templates, talos_patches, template_outputs,
