@@ -83,12 +83,19 @@ pub fn parse_age_key_file(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The largest key file read: every real one is a few hundred bytes.
+const KEY_FILE_MAX_BYTES: u64 = 64 << 10;
+
+/// Key files are the user's own (git-ignored) and may be symlinks (to
+/// `~/.config/sops/age/keys.txt`), but never a FIFO, a device or anything large.
 fn read_optional(dir: &Path, name: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
-    match std::fs::read_to_string(dir.join(name)) {
+    let read = schema::repofile::read_following(&dir.join(name), KEY_FILE_MAX_BYTES)
+        .and_then(schema::repofile::into_text);
+    match read {
         Ok(text) => Some(text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) if err.is_not_found() => None,
         Err(err) => {
-            diags.push(file_error(dir, name, format!("cannot read: {err}")));
+            diags.push(file_error(dir, name, format!("{err}")).with_help(err.help()));
             None
         }
     }
