@@ -1178,6 +1178,41 @@ mod tests {
     }
 
     #[test]
+    fn only_producible_paths_outside_git_may_be_removed() {
+        let rendered = Rendered {
+            producible: ["kubernetes/a.yaml", ".git/HEAD", "talos/x.yaml"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            ..Rendered::default()
+        };
+        assert!(may_remove(&rendered, "kubernetes/a.yaml"));
+        assert!(may_remove(&rendered, "talos/x.yaml"));
+        // Listed as producible by a hostile override, still never.
+        assert!(!may_remove(&rendered, ".git/HEAD"));
+        for other in ["kubernetes/b.yaml", "README.md", "templates/config/a.j2", "../x"] {
+            assert!(!may_remove(&rendered, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_output_lock_is_exclusive_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap();
+        let second = lock(dir.path()).unwrap_err();
+        assert_eq!(second.code, "render::lock");
+        drop(first);
+        lock(dir.path()).unwrap();
+        // A symlink planted at the lock path is refused, not followed.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_file(other.path().join(LOCK_FILE)).ok();
+        std::os::unix::fs::symlink(dir.path().join("target"), other.path().join(LOCK_FILE))
+            .unwrap();
+        assert!(lock(other.path()).is_err());
+        assert!(!dir.path().join("target").exists());
+    }
+
+    #[test]
     fn sha256_matches_a_known_digest() {
         // FIPS 180-2 example "abc".
         assert_eq!(

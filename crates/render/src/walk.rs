@@ -559,6 +559,75 @@ mod tests {
     }
 
     #[test]
+    fn symlinked_templates_and_folders_are_refused_not_followed() {
+        let secret = tempfile::tempdir().unwrap();
+        std::fs::write(secret.path().join("id"), "AGE-SECRET-KEY-1XYZ\n").unwrap();
+        let dir = tree(&[("config/a.yaml.j2", "a: 1\n")]);
+        std::fs::create_dir_all(dir.path().join("overrides/kubernetes")).unwrap();
+        std::os::unix::fs::symlink(
+            secret.path().join("id"),
+            dir.path().join("overrides/kubernetes/leak.yaml"),
+        )
+        .unwrap();
+        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
+            .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].code, "render::symlink");
+        assert!(!format!("{errs:?}").contains("AGE-SECRET"));
+        // A symlinked input folder too.
+        let dir = tree(&[("config/a.yaml.j2", "a: 1\n")]);
+        std::os::unix::fs::symlink(secret.path(), dir.path().join("overrides")).unwrap();
+        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
+            .unwrap_err();
+        assert_eq!(errs[0].code, "render::symlink");
+    }
+
+    #[test]
+    fn templates_never_write_into_git() {
+        for path in ["overrides/.git/hooks/pre-commit.j2", "config/x/.GIT/config"] {
+            let errs = render(&[("config/a.yaml.j2", "a: 1\n"), (path, "echo owned\n")])
+                .unwrap_err();
+            assert_eq!(errs[0].code, "render::reserved_name", "{path}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_config_folder_is_an_error_not_an_empty_render() {
+        let dir = tempfile::tempdir().unwrap();
+        for root in [dir.path().join("nope"), dir.path().to_owned(), PathBuf::new()] {
+            let errs = render_templates(&root, &serde_json::json!({}), &Inputs::default())
+                .unwrap_err();
+            assert_eq!(errs[0].code, "render::no_templates", "{}", root.display());
+        }
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
+            .unwrap_err();
+        assert_eq!(errs[0].code, "render::no_templates");
+    }
+
+    #[test]
+    fn producible_paths_are_every_template_output_under_config_owned_folders() {
+        let r = render(&[
+            ("config/kubernetes/a.yaml.j2", "a: 1\n"),
+            ("config/kubernetes/off.yaml.j2", "#% if on %#x: 1#% endif %#"),
+            ("config/kubernetes/p.partial.yaml.j2", "p: 1\n"),
+            ("overrides/kubernetes/extra.yaml.j2", "e: 1\n"),
+            ("overrides/elsewhere/new.yaml.j2", "n: 1\n"),
+        ])
+        .unwrap();
+        let want: BTreeSet<String> = [
+            "kubernetes/a.yaml",
+            "kubernetes/extra.yaml",
+            "kubernetes/off.yaml",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        assert_eq!(r.producible, want);
+        assert!(r.files.contains_key("elsewhere/new.yaml"));
+    }
+
+    #[test]
     fn reserved_output_names_are_refused() {
         let errs = render(&[("config/.render-manifest.json.j2", "{}\n")]).unwrap_err();
         assert_eq!(errs[0].code, "render::reserved_name");
