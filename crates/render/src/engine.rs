@@ -12,10 +12,38 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::inputs::Inputs;
 
-/// Builds the environment. Templates are added by the caller.
-pub fn environment(inputs: &Inputs) -> Environment<'static> {
+/// Whether the template being rendered produces a `*.sops.*` output: only those may ask for key
+/// material. Set by the caller before each render (renders are sequential).
+#[derive(Clone, Default)]
+pub struct SecretScope(Arc<AtomicBool>);
+
+impl SecretScope {
+    pub fn set(&self, secret_output: bool) {
+        self.0.store(secret_output, Ordering::SeqCst);
+    }
+
+    fn check(&self, what: &str) -> Result<(), Error> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "{what} is only available to templates of `*.sops.*` outputs: this output is written unencrypted, so the secret would reach the disk and git in plaintext"
+                ),
+            ))
+        }
+    }
+}
+
+/// Builds the environment. Templates are added by the caller. Functions that return key
+/// material fail unless `scope` says a `*.sops.*` output is being rendered.
+pub fn environment(inputs: &Inputs, scope: &SecretScope) -> Environment<'static> {
     let mut env = Environment::new();
     let syntax = SyntaxConfig::builder()
         .block_delimiters("#%", "%#")
@@ -38,6 +66,7 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
     env.add_filter("indent_block", indent_block);
 
     let files = inputs.clone();
+    let sc = scope.clone();
     env.add_function(
         "age_key",
         move |kind: &str, kwargs: Kwargs| -> Result<String, Error> {
@@ -47,10 +76,12 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
                     .age_public_key
                     .clone()
                     .ok_or_else(|| missing("age public key", "age.key")),
-                "private" => files
-                    .age_private_key
-                    .clone()
-                    .ok_or_else(|| missing("age private key", "age.key")),
+                "private" => sc.check("age_key('private')").and_then(|()| {
+                    files
+                        .age_private_key
+                        .clone()
+                        .ok_or_else(|| missing("age private key", "age.key"))
+                }),
                 other => Err(Error::new(
                     ErrorKind::InvalidOperation,
                     format!("age_key() takes 'public' or 'private', not '{other}'"),
@@ -67,9 +98,11 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
             .ok_or_else(|| missing("Cloudflare tunnel credentials", TUNNEL_FILE))
     });
     let files = inputs.clone();
+    let sc = scope.clone();
     env.add_function(
         "cloudflare_tunnel_secret",
         move || -> Result<String, Error> {
+            sc.check("cloudflare_tunnel_secret()")?;
             files
                 .cloudflare_tunnel
                 .as_ref()
@@ -78,14 +111,18 @@ pub fn environment(inputs: &Inputs) -> Environment<'static> {
         },
     );
     let files = inputs.clone();
+    let sc = scope.clone();
     env.add_function("github_deploy_key", move || -> Result<String, Error> {
+        sc.check("github_deploy_key()")?;
         files
             .deploy_key
             .clone()
             .ok_or_else(|| missing("GitHub deploy key", "github-deploy.key"))
     });
     let files = inputs.clone();
+    let sc = scope.clone();
     env.add_function("github_push_token", move || -> Result<String, Error> {
+        sc.check("github_push_token()")?;
         files
             .push_token
             .clone()
@@ -267,7 +304,7 @@ mod tests {
     use super::*;
 
     fn render(src: &str, ctx: serde_json::Value) -> Result<String, Error> {
-        let env = environment(&Inputs::default());
+        let env = environment(&Inputs::default(), &SecretScope::default());
         env.render_str(src, Value::from(minijinja::value::Serde(&ctx)))
     }
 

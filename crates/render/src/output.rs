@@ -1190,7 +1190,12 @@ mod tests {
         assert!(may_remove(&rendered, "talos/x.yaml"));
         // Listed as producible by a hostile override, still never.
         assert!(!may_remove(&rendered, ".git/HEAD"));
-        for other in ["kubernetes/b.yaml", "README.md", "templates/config/a.j2", "../x"] {
+        for other in [
+            "kubernetes/b.yaml",
+            "README.md",
+            "templates/config/a.j2",
+            "../x",
+        ] {
             assert!(!may_remove(&rendered, other), "{other}");
         }
     }

@@ -266,7 +266,8 @@ fn render_selected(
             && producer.get(target_path(&src.rel)) == Some(&(src.priority, src.rel.as_str()))
     };
 
-    let mut env = engine::environment(inputs);
+    let scope = engine::SecretScope::default();
+    let mut env = engine::environment(inputs, &scope);
     let mut texts: Vec<(&Source, String)> = Vec::new();
     let mut copies: Vec<(&Source, Vec<u8>, bool)> = Vec::new();
     for src in sources.values() {
@@ -312,7 +313,10 @@ fn render_selected(
         return Err(diags);
     }
 
-    let ctx = Value::from(minijinja::value::Serde(context));
+    // Secret values of the configuration reach only the templates of `*.sops.*` outputs; every
+    // other template sees the context without them (using one is an undefined-value error).
+    let secret_ctx = Value::from(minijinja::value::Serde(context));
+    let plain_ctx = Value::from(minijinja::value::Serde(&without_secrets(context)));
     let mut out = Rendered {
         producible: producible(&sources),
         ..Rendered::default()
@@ -322,7 +326,10 @@ fn render_selected(
         if !produces(src) || !wanted(target) {
             continue;
         }
-        let rendered = env.get_template(&src.rel).and_then(|t| t.render(&ctx));
+        let secret = crate::output::is_secret(target);
+        scope.set(secret);
+        let ctx = if secret { &secret_ctx } else { &plain_ctx };
+        let rendered = env.get_template(&src.rel).and_then(|t| t.render(ctx));
         match rendered {
             Ok(text) if text.trim().is_empty() => out.skipped.push(target.to_owned()),
             Ok(text) => {
@@ -335,9 +342,22 @@ fn render_selected(
                     },
                 );
             }
-            Err(err) => diags.push(template_error(&err, src)),
+            Err(err) => {
+                let mut d = template_error(&err, src);
+                if !secret && err.kind() == minijinja::ErrorKind::UndefinedError {
+                    d = d.with_note(
+                        format!(
+                            "secret values ({}) are only available to templates of `*.sops.*` outputs",
+                            schema::SECRET_FIELDS.join(", ")
+                        ),
+                        None,
+                    );
+                }
+                diags.push(d);
+            }
         }
     }
+    scope.set(false);
     for (src, bytes, executable) in copies {
         out.files.insert(
             src.rel.clone(),
@@ -352,6 +372,22 @@ fn render_selected(
         Ok(out)
     } else {
         Err(diags)
+    }
+}
+
+/// `context` without the values of secret keys (at any depth), for templates of plain outputs.
+fn without_secrets(context: &serde_json::Value) -> serde_json::Value {
+    match context {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(k, _)| !schema::SECRET_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), without_secrets(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(without_secrets).collect())
+        }
+        other => other.clone(),
     }
 }
 
@@ -569,24 +605,67 @@ mod tests {
             dir.path().join("overrides/kubernetes/leak.yaml"),
         )
         .unwrap();
-        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
-            .unwrap_err();
+        let errs =
+            render_templates(dir.path(), &serde_json::json!({}), &Inputs::default()).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].code, "render::symlink");
         assert!(!format!("{errs:?}").contains("AGE-SECRET"));
         // A symlinked input folder too.
         let dir = tree(&[("config/a.yaml.j2", "a: 1\n")]);
         std::os::unix::fs::symlink(secret.path(), dir.path().join("overrides")).unwrap();
-        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
-            .unwrap_err();
+        let errs =
+            render_templates(dir.path(), &serde_json::json!({}), &Inputs::default()).unwrap_err();
         assert_eq!(errs[0].code, "render::symlink");
+    }
+
+    #[test]
+    fn key_material_and_secret_values_reach_only_sops_outputs() {
+        let inputs = Inputs {
+            age_private_key: Some("AGE-SECRET-KEY-1PRIVATE".into()),
+            push_token: Some("tok".into()),
+            ..Inputs::default()
+        };
+        let ctx = serde_json::json!({"cloudflare_token": "cf-secret", "d": [{"api_key": "az", "name": "n"}]});
+        let render_one = |files: &[(&str, &str)]| {
+            let dir = tree(files);
+            render_templates(dir.path(), &ctx, &inputs)
+        };
+        // In a secret output: allowed.
+        let r = render_one(&[(
+            "config/s.sops.yaml.j2",
+            "k: #{ age_key('private') }# #{ github_push_token() }# #{ cloudflare_token }# #{ d[0].api_key }#\n",
+        )])
+        .unwrap();
+        assert_eq!(
+            text(&r, "s.sops.yaml"),
+            "k: AGE-SECRET-KEY-1PRIVATE tok cf-secret az\n"
+        );
+        // In a plain output (an override could add one): refused, whatever the route to it.
+        for body in [
+            "k: #{ age_key('private') }#\n",
+            "k: #{ github_push_token() | b64encode }#\n",
+            "k: #{ cloudflare_token }#\n",
+            "k: #{ d[0].api_key }#\n",
+            "#% include 'p.partial.yaml.j2' %#",
+        ] {
+            let errs = render_one(&[
+                ("config/plain.yaml.j2", body),
+                ("config/p.partial.yaml.j2", "k: #{ age_key('private') }#\n"),
+            ])
+            .unwrap_err();
+            assert!(!format!("{errs:?}").contains("PRIVATE"), "{body}");
+            assert_eq!(errs[0].code, "render::template", "{body}");
+        }
+        // Non-secret values and the public key stay available everywhere.
+        let r = render_one(&[("config/plain.yaml.j2", "n: #{ d[0].name }#\n")]).unwrap();
+        assert_eq!(text(&r, "plain.yaml"), "n: n\n");
     }
 
     #[test]
     fn templates_never_write_into_git() {
         for path in ["overrides/.git/hooks/pre-commit.j2", "config/x/.GIT/config"] {
-            let errs = render(&[("config/a.yaml.j2", "a: 1\n"), (path, "echo owned\n")])
-                .unwrap_err();
+            let errs =
+                render(&[("config/a.yaml.j2", "a: 1\n"), (path, "echo owned\n")]).unwrap_err();
             assert_eq!(errs[0].code, "render::reserved_name", "{path}");
         }
     }
@@ -594,14 +673,18 @@ mod tests {
     #[test]
     fn a_missing_or_empty_config_folder_is_an_error_not_an_empty_render() {
         let dir = tempfile::tempdir().unwrap();
-        for root in [dir.path().join("nope"), dir.path().to_owned(), PathBuf::new()] {
-            let errs = render_templates(&root, &serde_json::json!({}), &Inputs::default())
-                .unwrap_err();
+        for root in [
+            dir.path().join("nope"),
+            dir.path().to_owned(),
+            PathBuf::new(),
+        ] {
+            let errs =
+                render_templates(&root, &serde_json::json!({}), &Inputs::default()).unwrap_err();
             assert_eq!(errs[0].code, "render::no_templates", "{}", root.display());
         }
         std::fs::create_dir(dir.path().join("config")).unwrap();
-        let errs = render_templates(dir.path(), &serde_json::json!({}), &Inputs::default())
-            .unwrap_err();
+        let errs =
+            render_templates(dir.path(), &serde_json::json!({}), &Inputs::default()).unwrap_err();
         assert_eq!(errs[0].code, "render::no_templates");
     }
 
@@ -609,7 +692,10 @@ mod tests {
     fn producible_paths_are_every_template_output_under_config_owned_folders() {
         let r = render(&[
             ("config/kubernetes/a.yaml.j2", "a: 1\n"),
-            ("config/kubernetes/off.yaml.j2", "#% if on %#x: 1#% endif %#"),
+            (
+                "config/kubernetes/off.yaml.j2",
+                "#% if on %#x: 1#% endif %#",
+            ),
             ("config/kubernetes/p.partial.yaml.j2", "p: 1\n"),
             ("overrides/kubernetes/extra.yaml.j2", "e: 1\n"),
             ("overrides/elsewhere/new.yaml.j2", "n: 1\n"),

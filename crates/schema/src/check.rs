@@ -450,7 +450,7 @@ impl<'a> Checker<'a> {
 }
 
 /// Keys whose values only reach the cluster inside encrypted Secrets.
-const SECRET_FIELDS: &[&str] = &[
+pub const SECRET_FIELDS: &[&str] = &[
     "cloudflare_token",
     "proxmox_csi_token_secret",
     "proxmox_ccm_token_secret",
