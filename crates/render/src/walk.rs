@@ -306,7 +306,7 @@ fn render_selected(
     }
     for (src, text) in &texts {
         if let Err(err) = env.add_template_owned(src.rel.clone(), text.clone()) {
-            diags.push(template_error(&err, src));
+            diags.push(template_error(&err, src, false));
         }
     }
     if !diags.is_empty() {
@@ -343,7 +343,7 @@ fn render_selected(
                 );
             }
             Err(err) => {
-                let mut d = template_error(&err, src);
+                let mut d = template_error(&err, src, secret);
                 if !secret && err.kind() == minijinja::ErrorKind::UndefinedError {
                     d = d.with_note(
                         format!(
@@ -412,7 +412,10 @@ fn is_partial(rel: &str) -> bool {
 }
 
 /// A minijinja error as a diagnostic at the template line, with the cause chain as notes.
-fn template_error(err: &minijinja::Error, src: &Source) -> Diagnostic {
+/// With `secret` (a template of a `*.sops.*` output, which sees secret values), only the kind of
+/// error and its line are shown: minijinja's details quote the values involved, and a hostile
+/// template could provoke an error to print a key.
+fn template_error(err: &minijinja::Error, src: &Source, secret: bool) -> Diagnostic {
     // The error may come from an included template; point there when it does.
     let file = match err.name() {
         Some(name) if name != src.rel => {
@@ -421,13 +424,14 @@ fn template_error(err: &minijinja::Error, src: &Source) -> Diagnostic {
         _ => src.shown.clone(),
     };
     let line = err.line().unwrap_or(1) as u32;
-    let message = err
-        .detail()
-        .map(str::to_owned)
-        .unwrap_or_else(|| err.kind().to_string());
+    let message = match err.detail() {
+        _ if secret => "details withheld: this template renders a secret".to_owned(),
+        Some(detail) => detail.to_owned(),
+        None => err.kind().to_string(),
+    };
     let mut d = Diagnostic::error("render::template", "", format!("{}: {message}", err.kind()))
         .at(Some(Location::new(file, line, 1, 1)));
-    let mut cause = std::error::Error::source(err);
+    let mut cause = std::error::Error::source(err).filter(|_| !secret);
     while let Some(c) = cause {
         d = d.with_note(format!("caused by: {c}"), None);
         cause = c.source();
@@ -659,6 +663,27 @@ mod tests {
         // Non-secret values and the public key stay available everywhere.
         let r = render_one(&[("config/plain.yaml.j2", "n: #{ d[0].name }#\n")]).unwrap();
         assert_eq!(text(&r, "plain.yaml"), "n: n\n");
+    }
+
+    #[test]
+    fn errors_in_secret_templates_never_quote_values() {
+        let inputs = Inputs {
+            age_private_key: Some("AGE-SECRET-KEY-1PRIVATE".into()),
+            ..Inputs::default()
+        };
+        for body in [
+            "k: #{ age_key('private') | int }#\n",
+            "k: #{ range(age_key('private')) }#\n",
+            "k: #{ {}[age_key('private')].x }#\n",
+            // Our own function quotes its bad argument: the detail would print the key.
+            "k: #{ age_key(age_key('private')) }#\n",
+        ] {
+            let dir = tree(&[("config/s.sops.yaml.j2", body)]);
+            let errs = render_templates(dir.path(), &serde_json::json!({}), &inputs).unwrap_err();
+            let text: String = errs.iter().map(|d| d.render(None)).collect();
+            assert!(!text.contains("PRIVATE"), "{body}: {text}");
+            assert!(text.contains("s.sops.yaml.j2:1:1"), "{text}");
+        }
     }
 
     #[test]
