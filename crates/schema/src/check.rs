@@ -36,6 +36,15 @@ impl<'a> Checker<'a> {
         message: String,
         help: Option<String>,
     ) {
+        // A message about a secret key never quotes its value (it would reach a CI log).
+        let field = path.rsplit('.').next().unwrap_or(path);
+        let field = field.split('[').next().unwrap_or(field);
+        let text = node.scalar_text();
+        let message = if SECRET_FIELDS.contains(&field) && !text.is_empty() {
+            message.replace(&text, "(value not shown)")
+        } else {
+            message
+        };
         let mut d = Diagnostic::error(format!("schema::{code}"), path, message)
             .at(Some(node.location(self.file)));
         if let Some(help) = help {

@@ -160,10 +160,10 @@ impl Diagnostic {
         let mut out = self.headline();
         out.push('\n');
         if let (Some(loc), Some(line)) = (&self.location, line) {
-            if looks_like_key_material(line) {
+            if looks_like_key_material(line) || self.quotes_a_secret(line) {
                 // Whatever led here (a misplaced key file, a broken symlink defence), a snippet
                 // never quotes a secret key.
-                out.push_str("   | (line not shown: it looks like key material)\n");
+                out.push_str("   | (line not shown: it holds a secret)\n");
             } else {
                 out.push_str(&snippet(line, loc));
             }
@@ -183,6 +183,15 @@ impl Diagnostic {
             }
         }
         terminal_safe(&out)
+    }
+
+    /// Whether `line` is the line of a secret key (`…api_key`, `cloudflare_token`) the finding
+    /// is about: it is not quoted, so the value never reaches a terminal or a CI log. (A list
+    /// item such as a client `key` sits on its own line too.)
+    fn quotes_a_secret(&self, line: &str) -> bool {
+        let field = self.path.rsplit('.').next().unwrap_or(&self.path);
+        let field = field.split('[').next().unwrap_or(field);
+        crate::check::SECRET_FIELDS.contains(&field) && line.contains(field)
     }
 
     /// Renders with the source read from disk (relative paths against `base`), falling back to
@@ -357,6 +366,14 @@ mod tests {
         let text = d.render(Some("# created\nAGE-SECRET-KEY-1ABCDEF\n"));
         assert!(!text.contains("AGE-SECRET-KEY-1ABCDEF"), "{text}");
         assert!(text.contains("not shown"));
+        let d = Diagnostic::error(
+            "x::y",
+            "ai_gateway_azure_deployments[0].api_key",
+            "too short",
+        )
+        .at(Some(Location::new("f", 1, 10, 3)));
+        let text = d.render(Some("api_key: sk-live-123\n"));
+        assert!(!text.contains("sk-live-123"), "{text}");
     }
 
     #[test]
