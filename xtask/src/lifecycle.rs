@@ -220,6 +220,14 @@ pub fn tidy(
         eprintln!("nothing to tidy: the template machinery is already gone");
         return Ok(ExitCode::SUCCESS);
     }
+    // `.private` may be committed as a symlink (a pull request): moving the machinery through it
+    // would put the templates wherever it points.
+    if schema::repofile::kind_of(&root.join(".private")).is_some_and(|k| k != "directory") {
+        bail!(
+            "{} is not a directory (a symlink?); tidy moves files only into a real .private/ folder\n  help: remove it and run tidy again",
+            root.join(".private").display()
+        );
+    }
     let dest = root.join(".private").join(format!("tidy-{now}"));
     if dest.exists() {
         bail!(
@@ -400,6 +408,18 @@ mod tests {
         assert_eq!(repo.read("talos/talenv.yaml"), "talosVersion: edited\n");
         assert!(repo.exists("notes.txt"));
         assert!(!repo.exists(render::MANIFEST_FILE));
+    }
+
+    #[test]
+    fn tidy_never_moves_through_a_symlinked_private_folder() {
+        let repo = Repo::new("tidy-link");
+        repo.configure();
+        repo.write("xtask/Cargo.toml", "[package]\n");
+        let elsewhere = Repo::new("tidy-elsewhere");
+        std::os::unix::fs::symlink(&elsewhere.root, repo.root.join(".private")).unwrap();
+        assert!(tidy(&repo.root, true, &mut no_input(), false, 1).is_err());
+        assert!(repo.exists("xtask/Cargo.toml"));
+        assert!(std::fs::read_dir(&elsewhere.root).unwrap().next().is_none());
     }
 
     #[test]
