@@ -236,7 +236,8 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
 
     report::print(plan.warnings(), &cwd);
     if job.diff {
-        print!("{}", plan.diff());
+        // File names and contents come from the repository: escape what a terminal would obey.
+        print!("{}", schema::terminal_safe(&plan.diff()));
         report::print(plan.conflicts(), &cwd);
         eprintln!(
             "diff: {} to create, {} to update, {} to remove, {} unchanged, {} kept, {}; nothing was written",
@@ -277,7 +278,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         Err(render::ApplyError::Crashed) => bail!("interrupted"),
     }
     for f in plan.files().iter().filter(|f| f.removes_file()) {
-        eprintln!("  removed {} (rendered from {})", f.path, f.source);
+        eprintln!(
+            "  removed {}",
+            schema::terminal_safe(&format!("{} (rendered from {})", f.path, f.source))
+        );
     }
     step(
         "write",

@@ -173,7 +173,7 @@ pub fn reset(
             render::MANIFEST_FILE
         );
         for p in &remove {
-            eprintln!("  {p}");
+            eprintln!("  {}", schema::terminal_safe(p));
         }
         if !confirm(yes, answers, interactive)? {
             eprintln!("nothing removed");
@@ -211,9 +211,11 @@ pub fn tidy(
             render::MANIFEST_FILE
         );
     }
+    // A path reached through a symlinked folder (`.github -> elsewhere`) is not ours to move.
     let present: Vec<&str> = MACHINERY
         .iter()
         .copied()
+        .filter(|p| schema::repofile::check_no_symlink_under(root, Path::new(p)).is_ok())
         .filter(|p| std::fs::symlink_metadata(root.join(p)).is_ok())
         .collect();
     if present.is_empty() {
@@ -420,6 +422,18 @@ mod tests {
         assert!(tidy(&repo.root, true, &mut no_input(), false, 1).is_err());
         assert!(repo.exists("xtask/Cargo.toml"));
         assert!(std::fs::read_dir(&elsewhere.root).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn tidy_never_moves_through_a_symlinked_folder() {
+        let repo = Repo::new("tidy-through");
+        repo.configure();
+        let outside = Repo::new("tidy-outside");
+        outside.write("workflows/ci.yaml", "on: push\n");
+        outside.write("tests/keep.txt", "keep\n");
+        std::os::unix::fs::symlink(&outside.root, repo.root.join(".github")).unwrap();
+        let _ = tidy(&repo.root, true, &mut no_input(), false, 2);
+        assert!(outside.exists("workflows/ci.yaml") && outside.exists("tests/keep.txt"));
     }
 
     #[test]

@@ -125,18 +125,36 @@ fn load_schemas(source: &SchemaSource) -> anyhow::Result<SchemaSet> {
     }
 }
 
+/// Findings printed in full, at most; the rest are counted (a hostile tree can produce
+/// hundreds of thousands, e.g. one resource listed 100,000 times).
+const MAX_PRINTED: usize = 500;
+
 fn print_report(root: &Path, report: &Report, schemas: &SchemaSet) {
+    let mut printed = 0;
     for (file, diags) in report.by_file() {
+        if printed >= MAX_PRINTED {
+            break;
+        }
         match file {
-            Some(f) => println!("{}", f.display()),
+            Some(f) => println!("{}", schema::terminal_safe(&f.display().to_string())),
             None => println!("(whole tree)"),
         }
-        for d in diags {
-            for line in d.render_from_disk(root).lines() {
+        // Each file is read once for all its findings (through schema::repofile).
+        let source = file.and_then(|f| schema::Source::read(root, f));
+        for d in diags.iter().take(MAX_PRINTED - printed) {
+            for line in d.render_with(source.as_ref()).lines() {
                 println!("  {line}");
             }
+            printed += 1;
         }
         println!();
+    }
+    let total = report.errors() + report.warnings();
+    if total > printed {
+        println!(
+            "... and {} more findings not shown (the summary counts them all)\n",
+            total - printed
+        );
     }
     let s = &report.stats;
     let schema_part = if s.schemas_available {

@@ -371,6 +371,61 @@ fn cases() -> Vec<Case> {
             },
         )
         .at("kubernetes/apps/notes.yaml", ""),
+        case(
+            "a kustomization listing the push token as a resource",
+            "verify::key_file",
+            |t| {
+                t.replace(
+                    REDIS_KUST,
+                    "resources:\n",
+                    "resources:\n  - ../../../../../github-push-token.txt\n",
+                )
+            },
+        )
+        .check(|ds| {
+            if ds.iter().any(|d| d.location.as_ref().is_some_and(|l| l.file.ends_with("github-push-token.txt"))) {
+                Ok(())
+            } else {
+                Err("not located at the key file".to_owned())
+            }
+        }),
+        case(
+            "kustomizations that include each other ten times over, six levels deep",
+            "verify::kustomize_too_large",
+            |t| {
+                let base = "kubernetes/apps/fan";
+                t.write(
+                    &format!("{base}/l6/kustomization.yaml"),
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ./cm.yaml\n",
+                )?;
+                t.write(
+                    &format!("{base}/l6/cm.yaml"),
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leaf\n  namespace: default\n",
+                )?;
+                for d in 0..6 {
+                    let mut list = String::new();
+                    for k in 0..10 {
+                        list.push_str(&format!("  - ./w{k}\n"));
+                        t.write(
+                            &format!("{base}/l{d}/w{k}/kustomization.yaml"),
+                            &format!(
+                                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: w{k}-\nresources:\n  - ../../l{}\n",
+                                d + 1
+                            ),
+                        )?;
+                    }
+                    t.write(
+                        &format!("{base}/l{d}/kustomization.yaml"),
+                        &format!(
+                            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{list}"
+                        ),
+                    )?;
+                }
+                Ok(())
+            },
+        )
+        .also(&["verify::not_applied"])
+        .no_schemas(),
         case("a file that does not parse", "yaml::syntax", |t| {
             t.replace(RATELIMIT, "kind: BackendTrafficPolicy", "kind: [BackendTrafficPolicy")
         })
@@ -1288,10 +1343,16 @@ fn is_rule_name(s: &str) -> bool {
 #[test]
 fn every_verify_rule_has_a_case() {
     // Codes that no mutation of a correct tree can produce, with the reason.
-    const NO_CASE: &[(&str, &str)] = &[(
-        "verify::schema_missing",
-        "a warning the unmodified example already carries (Cilium and PodMonitor kinds are not in the pinned schema set); the base check prints it",
-    )];
+    const NO_CASE: &[(&str, &str)] = &[
+        (
+            "verify::tree_too_large",
+            "needs hundreds of megabytes of YAML to reach; crates/verify/src/tree.rs tests it with a lowered budget",
+        ),
+        (
+            "verify::schema_missing",
+            "a warning the unmodified example already carries (Cilium and PodMonitor kinds are not in the pinned schema set); the base check prints it",
+        ),
+    ];
     let codes = verify_codes();
     assert!(codes.len() > 30, "found only {codes:?}");
     let cases = cases();

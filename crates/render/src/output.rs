@@ -378,8 +378,16 @@ pub fn plan(
     }
     // Temporary files of any path this run writes or the manifest lists are ours: an
     // interrupted or concurrent run left them. Only regular files; never followed.
-    let mut tmp_candidates: BTreeSet<String> = old_manifest.files.keys().cloned().collect();
-    tmp_candidates.extend(rendered_paths.iter().map(|p| (*p).to_owned()));
+    // The manifest's entries count only where configure could have written (a forged entry
+    // must not reach into `.git` or through a symlinked folder), rendered paths were checked
+    // above.
+    let mut tmp_candidates: BTreeSet<String> = old_manifest
+        .files
+        .keys()
+        .filter(|p| may_remove(&producible, p) && ancestors.check(p).is_ok())
+        .cloned()
+        .collect();
+    tmp_candidates.extend(files.iter().map(|f| f.path.clone()));
     for path in &tmp_candidates {
         let tmp = temp_path(path);
         if fs::symlink_metadata(root.join(&tmp)).is_ok_and(|m| m.is_file()) {

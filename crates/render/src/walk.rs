@@ -114,12 +114,12 @@ pub fn talos_patches(templates_root: &Path) -> BTreeMap<String, Vec<String>> {
 /// [`Rendered::producible`] says what configure may remove (`reset` uses it).
 pub fn template_outputs(templates_root: &Path) -> Result<Rendered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let sources = find_sources(templates_root, &mut diags);
+    let (_, producible) = find_sources(templates_root, &mut diags);
     if !diags.is_empty() {
         return Err(diags);
     }
     Ok(Rendered {
-        producible: producible(&sources),
+        producible,
         ..Rendered::default()
     })
 }
@@ -127,7 +127,23 @@ pub fn template_outputs(templates_root: &Path) -> Result<Rendered, Vec<Diagnosti
 /// Every template under the input folders, highest priority first per relative path. Refuses
 /// (with diagnostics) a missing or empty `config/` folder, symlinked folders or templates, and
 /// templates whose output would land in `.git`.
-fn find_sources(templates_root: &Path, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Source> {
+/// Output paths of the templates this repository ships (`config/`, trusted), whether or not an
+/// override shadows them: the only paths configure may remove. An override is repository content
+/// like the manifest, so it cannot make a path removable (an empty override at the path of the
+/// user's own file, plus a forged manifest entry, would delete that file); a file only an override
+/// produced is kept, with a warning, once no longer rendered.
+fn producible(config_files: &[String]) -> BTreeSet<String> {
+    config_files
+        .iter()
+        .filter(|rel| !is_partial(rel))
+        .map(|rel| target_path(rel).to_owned())
+        .collect()
+}
+
+fn find_sources(
+    templates_root: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> (BTreeMap<String, Source>, BTreeSet<String>) {
     let shown_root = templates_root
         .file_name()
         .map(PathBuf::from)
@@ -148,13 +164,14 @@ fn find_sources(templates_root: &Path, diags: &mut Vec<Diagnostic>) -> BTreeMap<
                 )
                 .with_help("check --templates: it names the folder holding config/ (and optionally overrides/); nothing was written or removed"),
             );
-            return sources;
+            return (sources, BTreeSet::new());
         }
     }
     if let Some("symlink") = schema::repofile::kind_of(templates_root) {
         diags.push(symlink_error(templates_root));
-        return sources;
+        return (sources, BTreeSet::new());
     }
+    let mut removable = BTreeSet::new();
     for (priority, dir) in INPUT_DIRS.into_iter().enumerate() {
         let base = templates_root.join(dir);
         if let Some("symlink") = schema::repofile::kind_of(&base) {
@@ -173,6 +190,9 @@ fn find_sources(templates_root: &Path, diags: &mut Vec<Diagnostic>) -> BTreeMap<
         }
         for link in links {
             diags.push(symlink_error(&shown_root.join(dir).join(link)));
+        }
+        if priority == 1 {
+            removable = producible(&files);
         }
         for rel in files {
             if rel.split('/').any(|c| c.eq_ignore_ascii_case(".git")) {
@@ -205,7 +225,7 @@ fn find_sources(templates_root: &Path, diags: &mut Vec<Diagnostic>) -> BTreeMap<
             .with_help("check --templates; nothing was written or removed"),
         );
     }
-    sources
+    (sources, removable)
 }
 
 fn symlink_error(path: &Path) -> Diagnostic {
@@ -217,24 +237,6 @@ fn symlink_error(path: &Path) -> Diagnostic {
     .with_help("a symlinked template could copy any file it points at (a key) into the rendered tree; replace it with a regular file or folder")
 }
 
-/// Output paths of every non-partial template, limited to the top-level entries that the
-/// `config/` folder itself produces (an override cannot claim a new top-level folder).
-fn producible(sources: &BTreeMap<String, Source>) -> BTreeSet<String> {
-    let top = |p: &str| p.split('/').next().unwrap_or(p).to_owned();
-    let owned: BTreeSet<String> = sources
-        .values()
-        .filter(|s| s.priority == 1 && !is_partial(&s.rel))
-        .map(|s| top(target_path(&s.rel)))
-        .collect();
-    sources
-        .values()
-        .filter(|s| !is_partial(&s.rel))
-        .map(|s| target_path(&s.rel))
-        .filter(|t| owned.contains(&top(t)))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn render_selected(
     templates_root: &Path,
     context: &serde_json::Value,
@@ -243,7 +245,7 @@ fn render_selected(
 ) -> Result<Rendered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     // Highest priority first; the first occurrence of a relative path wins.
-    let sources = find_sources(templates_root, &mut diags);
+    let (sources, producible) = find_sources(templates_root, &mut diags);
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -317,8 +319,9 @@ fn render_selected(
     // other template sees the context without them (using one is an undefined-value error).
     let secret_ctx = Value::from(minijinja::value::Serde(context));
     let plain_ctx = Value::from(minijinja::value::Serde(&without_secrets(context)));
+    let mut secret_failed = false;
     let mut out = Rendered {
-        producible: producible(&sources),
+        producible,
         ..Rendered::default()
     };
     for (src, _) in &texts {
@@ -342,7 +345,9 @@ fn render_selected(
                     },
                 );
             }
+            Err(_) if secret && secret_failed => {}
             Err(err) => {
+                secret_failed |= secret;
                 let mut d = template_error(&err, src, secret);
                 if !secret && err.kind() == minijinja::ErrorKind::UndefinedError {
                     d = d.with_note(
@@ -412,9 +417,10 @@ fn is_partial(rel: &str) -> bool {
 }
 
 /// A minijinja error as a diagnostic at the template line, with the cause chain as notes.
-/// With `secret` (a template of a `*.sops.*` output, which sees secret values), only the kind of
-/// error and its line are shown: minijinja's details quote the values involved, and a hostile
-/// template could provoke an error to print a key.
+/// With `secret` (a template of a `*.sops.*` output, which sees secret values), only the file is
+/// named: minijinja's details quote the values involved, and a hostile template could provoke an
+/// error, or choose its line or kind, to print a key a few bits at a time. The caller reports at
+/// most one such error per run.
 fn template_error(err: &minijinja::Error, src: &Source, secret: bool) -> Diagnostic {
     // The error may come from an included template; point there when it does.
     let file = match err.name() {
@@ -423,15 +429,23 @@ fn template_error(err: &minijinja::Error, src: &Source, secret: bool) -> Diagnos
         }
         _ => src.shown.clone(),
     };
+    if secret {
+        return Diagnostic::error(
+            "render::template",
+            "",
+            "this template renders a secret and failed; details are withheld",
+        )
+        .at(Some(Location::new(&src.shown, 1, 1, 1)))
+        .with_help("its error could quote the secret values it reads; check the template by hand (an undefined key or function is the usual cause), or render it once with the secret values replaced by placeholders");
+    }
     let line = err.line().unwrap_or(1) as u32;
     let message = match err.detail() {
-        _ if secret => "details withheld: this template renders a secret".to_owned(),
         Some(detail) => detail.to_owned(),
         None => err.kind().to_string(),
     };
     let mut d = Diagnostic::error("render::template", "", format!("{}: {message}", err.kind()))
         .at(Some(Location::new(file, line, 1, 1)));
-    let mut cause = std::error::Error::source(err).filter(|_| !secret);
+    let mut cause = std::error::Error::source(err);
     while let Some(c) = cause {
         d = d.with_note(format!("caused by: {c}"), None);
         cause = c.source();
@@ -684,6 +698,28 @@ mod tests {
             assert!(!text.contains("PRIVATE"), "{body}: {text}");
             assert!(text.contains("s.sops.yaml.j2:1:1"), "{text}");
         }
+        // Neither the line nor the kind of error, nor which of many secret templates failed
+        // after the first, can carry bits of a secret.
+        let mut files = Vec::new();
+        for i in 0..4 {
+            files.push((
+                format!("config/s{i}.sops.yaml.j2"),
+                "#% if age_key('private')[0] == 'A' %#\n\n#{ x() }#\n#% else %#\n#{ y }#\n#% endif %#\n"
+                    .to_owned(),
+            ));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let dir = tree(&refs);
+        let errs = render_templates(dir.path(), &serde_json::json!({}), &inputs).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let text = errs[0].render(None);
+        assert!(
+            text.contains(":1:1:") && !text.contains("unknown function"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -714,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn producible_paths_are_every_template_output_under_config_owned_folders() {
+    fn producible_paths_are_the_outputs_of_the_shipped_templates() {
         let r = render(&[
             ("config/kubernetes/a.yaml.j2", "a: 1\n"),
             (
@@ -726,14 +762,11 @@ mod tests {
             ("overrides/elsewhere/new.yaml.j2", "n: 1\n"),
         ])
         .unwrap();
-        let want: BTreeSet<String> = [
-            "kubernetes/a.yaml",
-            "kubernetes/extra.yaml",
-            "kubernetes/off.yaml",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+        // Overrides add no removable path: `kubernetes/extra.yaml` stays once it is gone.
+        let want: BTreeSet<String> = ["kubernetes/a.yaml", "kubernetes/off.yaml"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         assert_eq!(r.producible, want);
         assert!(r.files.contains_key("elsewhere/new.yaml"));
     }

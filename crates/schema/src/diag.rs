@@ -191,7 +191,9 @@ impl Diagnostic {
     fn quotes_a_secret(&self, line: &str) -> bool {
         let field = self.path.rsplit('.').next().unwrap_or(&self.path);
         let field = field.split('[').next().unwrap_or(field);
-        crate::check::SECRET_FIELDS.contains(&field) && line.contains(field)
+        // A missing key points at the document's start, which holds no value of it.
+        let about_its_value = self.code != "schema::missing_key";
+        (about_its_value && crate::check::SECRET_FIELDS.contains(&field)) || has_secret_key(line)
     }
 
     /// Renders with the source read from disk (relative paths against `base`), falling back to
@@ -230,7 +232,15 @@ impl Source {
     /// [`crate::repofile`]; `None` when it is missing, a symlink, special, too large or not
     /// UTF-8, and then the diagnostic is printed without a snippet.
     pub fn read(base: &Path, file: &Path) -> Option<Source> {
-        let bytes = if file.is_absolute() {
+        if is_key_file(file) {
+            return None;
+        }
+        let leaves = file
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        // A path with `..` was given on the command line (`--config ../cluster.yaml`); paths
+        // of repository files are normalised and read strictly below `base`.
+        let bytes = if file.is_absolute() || leaves {
             crate::repofile::read(file, SNIPPET_SOURCE_MAX)
         } else {
             crate::repofile::read_under(base, file, SNIPPET_SOURCE_MAX)
@@ -274,6 +284,35 @@ pub fn terminal_safe(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether `line` holds a secret key with its value (`api_key: …`, `{…, cloudflare_token: …}`),
+/// whatever the finding on that line is about (a syntax error, a duplicate key, a neighbour).
+fn has_secret_key(line: &str) -> bool {
+    crate::check::SECRET_FIELDS.iter().any(|field| {
+        line.match_indices(field).any(|(i, _)| {
+            let before = line[..i].chars().next_back();
+            let after = line[i + field.len()..].trim_start_matches(['"', '\'']);
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                && after.trim_start().starts_with(':')
+        })
+    })
+}
+
+/// File names of the key files next to `cluster.yaml` and of age and SSH keys anywhere: never
+/// quoted, whatever points a diagnostic at them (a kustomization listing `../github-push-token.txt`).
+pub fn is_key_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    matches!(
+        name.as_str(),
+        "age.key" | "github-push-token.txt" | "cloudflare-tunnel.json" | "keys.txt"
+    ) || name.ends_with(".key")
+        || name.ends_with(".agekey")
+        || name.starts_with("id_")
+        || name.starts_with("github-deploy.key")
 }
 
 fn looks_like_key_material(line: &str) -> bool {
@@ -374,6 +413,19 @@ mod tests {
         .at(Some(Location::new("f", 1, 10, 3)));
         let text = d.render(Some("api_key: sk-live-123\n"));
         assert!(!text.contains("sk-live-123"), "{text}");
+        for line in [
+            "    api_key: \"S3CRET\" ; bogus: 1",
+            "  - {name: \"BAD NAME!\", api_key: \"S3CRET\"}",
+            "cloudflare_token: \"S3CRET\"",
+            "  'key' : S3CRET",
+        ] {
+            let d =
+                Diagnostic::error("yaml::syntax", "", "m").at(Some(Location::new("f", 1, 1, 1)));
+            assert!(!d.render(Some(line)).contains("S3CRET"), "{line}");
+        }
+        let d = Diagnostic::error("x::y", "", "m").at(Some(Location::new("f", 1, 1, 1)));
+        assert!(d.render(Some("monkey: 1")).contains("monkey"));
+        assert!(Source::read(Path::new("/"), Path::new("repo/github-push-token.txt")).is_none());
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub mod yaml;
 use std::path::Path;
 
 pub use check::SECRET_FIELDS;
-pub use diag::{Diagnostic, Location, SNIPPET_SOURCE_MAX, Severity, Source, counts, terminal_safe};
+pub use diag::{
+    Diagnostic, Location, SNIPPET_SOURCE_MAX, Severity, Source, counts, is_key_file, terminal_safe,
+};
 pub use docs::configuration_reference;
 pub use jsonschema::{cluster_json_schema, nodes_json_schema};
 pub use model::{AzureDeployment, ClientKey, Cluster, Config, McpServer, Model, Node};

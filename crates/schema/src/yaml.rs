@@ -65,12 +65,14 @@ impl Limits {
         max_nodes: 200_000,
         max_expanded_bytes: 8 << 20,
     };
-    /// Limits for generated manifests and CRD schemas (the largest upstream CRD is ~2 MB).
+    /// Limits for generated manifests and CRD schemas (the largest upstream CRD is ~2 MB and
+    /// about 100,000 nodes). A node costs about 100 bytes of memory, so one file at these limits
+    /// takes about 130 MB; verify also bounds the whole tree (`verify::tree_too_large`).
     pub const MANIFESTS: Limits = Limits {
-        max_bytes: 32 << 20,
+        max_bytes: 16 << 20,
         max_depth: 256,
-        max_nodes: 5_000_000,
-        max_expanded_bytes: 96 << 20,
+        max_nodes: 1_000_000,
+        max_expanded_bytes: 32 << 20,
     };
 }
 
@@ -79,6 +81,10 @@ impl Limits {
 pub struct Loaded {
     pub documents: Vec<Node>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Nodes created, aliases included: what the documents cost in memory, roughly.
+    pub nodes: usize,
+    /// Bytes of scalar text created, aliases included.
+    pub text_bytes: usize,
 }
 
 impl Node {
@@ -363,6 +369,8 @@ pub fn load(text: &str, file: &Path, limits: Limits) -> Loaded {
         );
     }
     out.diagnostics.extend(builder.diags);
+    out.nodes = builder.nodes;
+    out.text_bytes = builder.bytes;
     out
 }
 

@@ -223,7 +223,17 @@ pub(crate) struct Kustomizer<'t> {
     /// Directories whose build failed (the reason is among the diagnostics): what they would
     /// have applied is unknown.
     pub(crate) failed: BTreeSet<PathBuf>,
+    /// Objects added to builds so far, against [`MAX_BUILT_OBJECTS`].
+    built: usize,
+    /// Set once the budget is spent (reported once); every build fails from then on.
+    exhausted: bool,
 }
+
+/// Objects all kustomize builds of one verify run may produce together. Kustomizations that
+/// list each other as resources multiply: ten directories each including the next level ten
+/// times make 10^8 objects from 80 small files. The 1,000-deployment benchmark tree builds a
+/// few thousand.
+pub(crate) const MAX_BUILT_OBJECTS: usize = 200_000;
 
 /// A parsed kustomization (file or Flux-generated).
 struct Spec {
@@ -307,6 +317,8 @@ impl<'t> Kustomizer<'t> {
             diagnostics: Vec::new(),
             consumed: BTreeSet::new(),
             failed: BTreeSet::new(),
+            built: 0,
+            exhausted: false,
         }
     }
 
@@ -724,6 +736,10 @@ impl<'t> Kustomizer<'t> {
                 match self.build_dir(&rel) {
                     Some(b) => {
                         for o in &b.objects {
+                            if self.exhausted {
+                                ok = false;
+                                break;
+                            }
                             ok &= self.add(&mut out, o.clone(), spec, here(at));
                         }
                     }
@@ -841,6 +857,10 @@ impl<'t> Kustomizer<'t> {
             match added {
                 Some(b) => {
                     for o in b.objects {
+                        if self.exhausted {
+                            ok = false;
+                            break;
+                        }
                         ok &= self.add(&mut out, o, spec, here(at));
                     }
                 }
@@ -866,6 +886,25 @@ impl<'t> Kustomizer<'t> {
 
     /// Adds an object, refusing a second object with the same id (like kustomize).
     fn add(&mut self, out: &mut Building, obj: Obj, spec: &Spec, at: Option<Location>) -> bool {
+        self.built += 1;
+        if self.built > MAX_BUILT_OBJECTS {
+            if !self.exhausted {
+                self.exhausted = true;
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "verify::kustomize_too_large",
+                        "",
+                        format!(
+                            "the kustomize builds produce more than {MAX_BUILT_OBJECTS} objects; building stopped at {}",
+                            obj.file.display()
+                        ),
+                    )
+                    .at(at)
+                    .with_help("kustomizations that include each other many times multiply their objects; a rendered tree builds a few thousand"),
+                );
+            }
+            return false;
+        }
         let new_id = obj.res_id();
         if let Some(prev) = out.first.get(&new_id).map(|&i| &out.objects[i]) {
             let where_ = spec.file.as_ref().map_or_else(

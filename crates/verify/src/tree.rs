@@ -23,17 +23,36 @@ pub(crate) struct Tree {
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Every `*.sops.*` file that was checked.
     pub(crate) sops_files: usize,
+    /// Nodes and bytes of text all loaded files created so far, against [`TREE_BUDGET`].
+    used: (usize, usize),
+    budget: (usize, usize),
+    /// Set once a file was not loaded for lack of budget (reported once).
+    over_budget: bool,
 }
+
+/// What the whole tree may create when loaded: nodes and bytes of text, aliases included. Each
+/// file is bounded by `Limits::MANIFESTS`; this bounds their sum, so many files at their limit
+/// cannot exhaust memory together (about 400 MB at most; the 1,000-deployment benchmark tree
+/// uses well under 1% of it).
+pub(crate) const TREE_BUDGET: (usize, usize) = (4_000_000, 128 << 20);
 
 impl Tree {
     /// Loads every `*.yaml`/`*.yml` below `root/<dir>` for each of `dirs` (hidden entries are
     /// skipped) and checks every `*.sops.*` file there.
     pub(crate) fn load(root: &Path, dirs: &[PathBuf]) -> Tree {
+        Tree::load_within(root, dirs, TREE_BUDGET)
+    }
+
+    /// [`Tree::load`] with another budget (tests).
+    pub(crate) fn load_within(root: &Path, dirs: &[PathBuf], budget: (usize, usize)) -> Tree {
         let mut tree = Tree {
             root: root.to_path_buf(),
             files: BTreeMap::new(),
             diagnostics: Vec::new(),
             sops_files: 0,
+            used: (0, 0),
+            budget,
+            over_budget: false,
         };
         let mut paths = Vec::new();
         let mut links = Vec::new();
@@ -57,14 +76,29 @@ impl Tree {
         let is_yaml = |name: &str| name.ends_with(".yaml") || name.ends_with(".yml");
         // Parsing is most of the work and each file is independent: parse them in parallel,
         // then take the results in path order, as a sequential load would.
+        // The budget is shared by the threads: once spent, no further file is parsed.
+        let used_nodes = std::sync::atomic::AtomicUsize::new(0);
+        let used_text = std::sync::atomic::AtomicUsize::new(0);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
         let parsed = crate::par::map(&paths, |rel| {
-            is_yaml(&name(rel)).then(|| yaml::load_file_under(root, rel, Limits::MANIFESTS))
+            if !is_yaml(&name(rel)) {
+                return None;
+            }
+            if used_nodes.load(relaxed) > budget.0 || used_text.load(relaxed) > budget.1 {
+                return Some(None);
+            }
+            let loaded = yaml::load_file_under(root, rel, Limits::MANIFESTS);
+            used_nodes.fetch_add(loaded.nodes, relaxed);
+            used_text.fetch_add(loaded.text_bytes, relaxed);
+            Some(Some(loaded))
         });
         for (rel, loaded) in paths.into_iter().zip(parsed) {
             let name = name(&rel);
             let is_yaml = is_yaml(&name);
-            if let Some(loaded) = loaded {
-                tree.insert(&rel, loaded);
+            match loaded {
+                Some(Some(loaded)) => tree.insert(&rel, loaded),
+                Some(None) => tree.refuse_over_budget(&rel),
+                None => {}
             }
             if name.contains(".sops.") {
                 tree.sops_files += 1;
@@ -116,11 +150,58 @@ impl Tree {
     }
 
     fn load_file(&mut self, rel: &Path) {
+        if schema::is_key_file(rel) {
+            // A kustomization listing `../../github-push-token.txt` must not get the token
+            // parsed (and quoted in a syntax error).
+            let mut loaded = yaml::Loaded::default();
+            loaded.diagnostics.push(
+                Diagnostic::error(
+                    "verify::key_file",
+                    "",
+                    format!("{} is a key file; verify never reads it", rel.display()),
+                )
+                .at(Some(schema::Location::new(rel, 1, 1, 1)))
+                .with_help(
+                    "a kustomization or Flux path must not reach key files; remove the reference",
+                ),
+            );
+            self.insert(rel, loaded);
+            return;
+        }
+        if self.used.0 > self.budget.0 || self.used.1 > self.budget.1 {
+            self.refuse_over_budget(rel);
+            return;
+        }
         let loaded = yaml::load_file_under(&self.root, rel, Limits::MANIFESTS);
         self.insert(rel, loaded);
     }
 
+    /// A file left unread because the tree's budget is spent: an empty entry, reported once.
+    fn refuse_over_budget(&mut self, rel: &Path) {
+        if !self.over_budget {
+            self.over_budget = true;
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "verify::tree_too_large",
+                    "",
+                    format!(
+                        "the tree's YAML expands to more than {} nodes or {} bytes of text; {} and any file after it were not read",
+                        self.budget.0,
+                        self.budget.1,
+                        rel.display()
+                    ),
+                )
+                .at(Some(schema::Location::new(rel, 1, 1, 1)))
+                .with_help("a rendered tree is far smaller; look for huge files or YAML aliases that expand many times"),
+            );
+        }
+        self.files
+            .insert(rel.to_path_buf(), SourceFile { docs: Vec::new() });
+    }
+
     fn insert(&mut self, rel: &Path, loaded: yaml::Loaded) {
+        self.used.0 += loaded.nodes;
+        self.used.1 += loaded.text_bytes;
         self.diagnostics.extend(loaded.diagnostics);
         self.files.insert(
             rel.to_path_buf(),
@@ -420,6 +501,31 @@ fn segments(path: &str) -> Vec<Seg<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_whole_tree_is_bounded_not_only_each_file() {
+        let dir = std::env::temp_dir().join(format!("verify-budget-{}", std::process::id()));
+        let k = dir.join("kubernetes");
+        std::fs::create_dir_all(&k).unwrap();
+        // Ten files of ~1,000 nodes each: each within its own limits, together over a budget
+        // of 3,000 nodes.
+        let body: String = (0..1000).map(|i| format!("k{i}: v\n")).collect();
+        for i in 0..10 {
+            std::fs::write(k.join(format!("f{i}.yaml")), &body).unwrap();
+        }
+        let tree = Tree::load_within(&dir, &[PathBuf::from("kubernetes")], (3_000, 1 << 20));
+        let over: Vec<_> = tree
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "verify::tree_too_large")
+            .collect();
+        assert_eq!(over.len(), 1, "{:?}", tree.diagnostics);
+        let loaded = tree.files.values().filter(|f| !f.docs.is_empty()).count();
+        assert!(loaded < 10, "{loaded} files loaded");
+        let full = Tree::load(&dir, &[PathBuf::from("kubernetes")]);
+        assert!(full.diagnostics.is_empty(), "{:?}", full.diagnostics);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn joins_relative_paths_inside_the_root() {
