@@ -321,3 +321,65 @@ fn init_removes_the_key_a_killed_init_left_behind() {
     assert!(!staging.exists(), "the leftover private key must be gone");
     assert!(root.join(".init-notes").exists());
 }
+
+#[test]
+fn a_kustomization_cannot_make_verify_print_a_key_file() {
+    let dir = configured("key-file");
+    let root = dir.path();
+    let token = std::fs::read_to_string(root.join("github-push-token.txt")).unwrap();
+    // A kustomization a Flux Kustomization builds, listing the key files beside cluster.yaml.
+    let ks = root.join("kubernetes/apps/ai-gateway/redis/app/kustomization.yaml");
+    let text = std::fs::read_to_string(&ks).unwrap().replace(
+        "resources:\n",
+        "resources:\n  - ../../../../../github-push-token.txt\n  - ../../../../../cloudflare-tunnel.json\n  - ../../../../../age.key\n",
+    );
+    std::fs::write(&ks, text).unwrap();
+    let out = xtask(&["verify", root.to_str().unwrap(), "--no-schemas"], &repo());
+    let text = refused(&out, &age_secret(root));
+    assert!(text.contains("verify::key_file"), "{text}");
+    assert!(!text.contains(token.trim()), "{text}");
+    assert!(!text.contains("TunnelSecret"), "{text}");
+}
+
+#[test]
+fn an_override_cannot_make_a_user_file_removable() {
+    use sha2::Digest;
+    let dir = configured("override-claim");
+    let root = dir.path();
+    let templates = root.join("my-templates");
+    common::copy_dir(&repo().join("templates"), &templates);
+    let claim = templates.join("overrides/kubernetes/apps/mine/notes.txt.j2");
+    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    std::fs::write(&claim, "#% if false %#x#% endif %#").unwrap();
+    let mine = root.join("kubernetes/apps/mine/notes.txt");
+    std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+    std::fs::write(&mine, "my notes\n").unwrap();
+    let manifest_path = root.join(".render-manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let hash: String = sha2::Sha256::digest(b"my notes\n")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    manifest["files"]["kubernetes/apps/mine/notes.txt"] = serde_json::json!({"sha256": hash, "source": "templates/overrides/kubernetes/apps/mine/notes.txt.j2"});
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = xtask(
+        &[
+            "configure",
+            "--example",
+            "--out",
+            root.to_str().unwrap(),
+            "--templates",
+            templates.to_str().unwrap(),
+            "--no-verify",
+        ],
+        &repo(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap(),
+        "my notes\n",
+        "{stderr}"
+    );
+}

@@ -424,7 +424,6 @@ fn cases() -> Vec<Case> {
                 Ok(())
             },
         )
-        .also(&["verify::not_applied"])
         .no_schemas(),
         case("a file that does not parse", "yaml::syntax", |t| {
             t.replace(RATELIMIT, "kind: BackendTrafficPolicy", "kind: [BackendTrafficPolicy")

@@ -79,6 +79,8 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     }
     diags.append(&mut kustomizer.diagnostics);
     drop(kustomizer);
+    // Files the builds loaded on demand (outside the scanned directories) report here.
+    diags.append(&mut tree.diagnostics);
     diags.extend(graph.diagnostics.iter().cloned());
     diags.extend(not_applied(
         &tree,

@@ -28,6 +28,8 @@ pub(crate) struct Tree {
     budget: (usize, usize),
     /// Set once a file was not loaded for lack of budget (reported once).
     over_budget: bool,
+    /// Symlinks found (and reported) by the walk: never loaded, never reported twice.
+    links: std::collections::BTreeSet<PathBuf>,
 }
 
 /// What the whole tree may create when loaded: nodes and bytes of text, aliases included. Each
@@ -53,6 +55,7 @@ impl Tree {
             used: (0, 0),
             budget,
             over_budget: false,
+            links: Default::default(),
         };
         let mut paths = Vec::new();
         let mut links = Vec::new();
@@ -66,6 +69,7 @@ impl Tree {
         }
         for link in links {
             tree.diagnostics.push(symlink_diagnostic(&link));
+            tree.links.insert(link);
         }
         paths.sort();
         let name = |rel: &Path| {
@@ -111,6 +115,9 @@ impl Tree {
     /// The file at `rel`, loading it on first use (kustomize may reach outside the scanned
     /// directories). `None` if it does not exist or is not a file.
     pub(crate) fn file(&mut self, rel: &Path) -> Option<&SourceFile> {
+        if self.links.contains(rel) {
+            return None;
+        }
         if !self.files.contains_key(rel) {
             match schema::repofile::kind_of(&self.root.join(rel)) {
                 // A symlink (or a path through a symlinked folder) is reported by the load
