@@ -10,7 +10,6 @@
 //! Keys come from sops' sources (`SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`,
 //! `~/.config/sops/age/keys.txt`) or `--age-key-file PATH`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,16 +71,16 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             let [file] = files.as_slice() else {
                 bail!("encrypt takes one FILE\n{HELP}")
             };
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (config, rel) = config_for(file)?;
             let encrypted = secrets::encrypt(&rel, &text, &config, None)
                 .map_err(|e| anyhow::anyhow!("{}", e.in_file(file)))?;
             if in_place {
-                write_atomically(file, &encrypted)?;
+                schema::writefile::write_atomically(file, encrypted.as_bytes(), 0o600)
+                    .with_context(|| format!("cannot replace {}", file.display()))?;
                 eprintln!("encrypted {}", file.display());
             } else {
-                std::io::stdout().write_all(encrypted.as_bytes())?;
+                crate::util::out::stdout_bytes(encrypted.as_bytes());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -89,8 +88,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             let [file] = files.as_slice() else {
                 bail!("decrypt takes one FILE\n{HELP}")
             };
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let indent = config_for(file).map(|(c, _)| c.indent()).unwrap_or(4);
             let ids = identities()?;
             let is_env = file.extension().is_some_and(|e| e == "env");
@@ -104,7 +102,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
                     for w in dec.warnings() {
                         eprintln!("warning: {}: {w}", file.display());
                     }
-                    std::io::stdout().write_all(dec.to_yaml(indent).as_bytes())?;
+                    crate::util::out::stdout_bytes(dec.to_yaml(indent).as_bytes());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e)
@@ -125,8 +123,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             }
             let mut findings = false;
             for file in &files {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
                 match secrets::status(&text) {
                     FileStatus::Encrypted => println!("{}: encrypted", file.display()),
                     FileStatus::NotEncrypted { reason } => {
@@ -182,19 +179,4 @@ fn config_for(file: &Path) -> anyhow::Result<(SopsConfig, String)> {
         .collect::<Vec<_>>()
         .join("/");
     Ok((config, rel))
-}
-
-/// Replaces `path` through a temporary file in the same directory.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.xtask-tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }

@@ -24,6 +24,7 @@ mod net;
 pub mod repofile;
 mod rules;
 mod spec;
+pub mod writefile;
 pub mod yaml;
 
 use std::path::Path;

@@ -193,10 +193,11 @@ impl SopsConfig {
         Ok(SopsConfig { rules, indent })
     }
 
-    /// Reads and parses a `.sops.yaml` file.
+    /// Reads and parses a `.sops.yaml` file: not through a symlink, a regular file of at most
+    /// [`crate::MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<SopsConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(path, "cannot read sops config", e))?;
+        let text = schema::repofile::read_text(path, crate::MAX_CONFIG_BYTES)
+            .map_err(|e| Error::read(path, "cannot read sops config", e))?;
         SopsConfig::parse(&text).map_err(|e| e.in_file(path))
     }
 

@@ -65,3 +65,22 @@ pub use crate::sops::{
     status,
 };
 pub use crate::time::Clock;
+
+/// The largest sops file (or plaintext to encrypt) this crate reads: 8 MiB, far above any real
+/// secret (a Kubernetes Secret is limited to 1 MiB) and small enough that the parsed tree of a
+/// hostile file stays within a few hundred MB.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// The largest age key file read: 64 KiB (a key line is 74 bytes).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
+/// The largest `.sops.yaml` read: 64 KiB.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
+/// Reads a sops file (or a plaintext to encrypt) from a repository: never through a symlink
+/// (a committed `x.sops.yaml -> ../age.key` would print the key), a regular file only (no
+/// FIFO, no `/dev/zero`), at most [`MAX_FILE_BYTES`], UTF-8.
+pub fn read_file(path: &std::path::Path) -> Result<String, Error> {
+    schema::repofile::read_text(path, MAX_FILE_BYTES)
+        .map_err(|e| Error::read(path, "cannot read", e))
+}
