@@ -3,7 +3,7 @@
 //!
 //! - [`encrypt`] turns plaintext YAML into a sops file per the matching `.sops.yaml` creation
 //!   rule ([`SopsConfig`]); given the [`Previous`] version it avoids churn (identical output when
-//!   nothing changed, reused data key and IVs otherwise).
+//!   nothing changed; otherwise a new data key and new IVs, never the previous file's).
 //! - [`decrypt`] opens a sops file with age [`Identity`]s, verifies every value and the MAC,
 //!   and names the path of a value that fails authentication.
 //! - [`status`] answers like `sops filestatus`.

@@ -104,3 +104,93 @@ fn reading_refuses_symlinks_devices_and_fifos() {
     let err = SopsConfig::load(&dir.path().join(".sops.yaml")).unwrap_err();
     assert!(err.to_string().contains("symlink"), "{err}");
 }
+
+/// The `- recipient:` block of `recipient` in a file's `sops.age` list (indent 2), and the file
+/// without it. The MAC does not cover the recipients, so the file still verifies.
+fn split_age_entry(file: &str, recipient: &str) -> (String, String) {
+    let start = file
+        .find(&format!("    - recipient: {recipient}\n"))
+        .unwrap();
+    let rest = &file[start + 1..];
+    let end = start
+        + 1
+        + rest
+            .find("\n    - recipient: ")
+            .or_else(|| rest.find("\n  lastmodified:"))
+            .unwrap()
+        + 1;
+    let block = file[start..end].to_owned();
+    (block, format!("{}{}", &file[..start], &file[end..]))
+}
+
+/// The data-key injection of issue 12: an attacker encrypts to the victim's public recipient
+/// (and to their own, which they then remove, keeping its stanza), commits the file, and waits
+/// for the victim's next real secret. It used to be sealed under the attacker's data key, so
+/// putting the stanza back opened it; now a change always gets a data key made by the tool.
+#[test]
+fn a_planted_previous_file_never_lends_its_data_key_to_new_plaintext() {
+    let victim = Identity::generate().unwrap();
+    let attacker = Identity::generate().unwrap();
+    let both = SopsConfig::parse(&format!(
+        "creation_rules:\n  - path_regex: .*\\.sops\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    mac_only_encrypted: true\n    age: {},{}\nstores:\n  yaml:\n    indent: 2\n",
+        victim.recipient(),
+        attacker.recipient()
+    ))
+    .unwrap();
+    let path = "kubernetes/s.sops.yaml";
+    let head = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: ";
+    let planted = encrypt(path, &format!("{head}placeholder\n"), &both, None).unwrap();
+    let attacker_recipient = attacker.recipient().to_string();
+    let (stanza, planted) = split_age_entry(&planted, &attacker_recipient);
+    // To the victim the planted file looks like their own: it opens and verifies.
+    let victims = [victim.clone()];
+    decrypt(&planted, &victims).unwrap();
+
+    let mine = SopsConfig::parse(&format!(
+        "creation_rules:\n  - path_regex: .*\\.sops\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    mac_only_encrypted: true\n    age: {}\nstores:\n  yaml:\n    indent: 2\n",
+        victim.recipient()
+    ))
+    .unwrap();
+    let real = format!("{head}the-real-secret\n");
+    let sealed = encrypt(
+        path,
+        &real,
+        &mine,
+        Some(secrets::Previous {
+            text: &planted,
+            identities: &victims,
+        }),
+    )
+    .unwrap();
+    assert!(!sealed.contains(&attacker_recipient));
+    // The attacker puts their stanza back and tries their key.
+    let with_stanza = sealed.replacen("  age:\n", &format!("  age:\n{stanza}"), 1);
+    assert_ne!(with_stanza, sealed);
+    match decrypt(&with_stanza, std::slice::from_ref(&attacker)) {
+        Ok(dec) => panic!(
+            "the attacker opened the new secret: {}",
+            dec.to_yaml(2).contains("the-real-secret")
+        ),
+        Err(e) => assert_eq!(e.kind(), secrets::ErrorKind::Tampered, "{e}"),
+    }
+    assert!(
+        decrypt(&sealed, &victims)
+            .unwrap()
+            .to_yaml(2)
+            .contains("the-real-secret")
+    );
+
+    // A planted file that already says exactly what we would write is kept byte for byte: it
+    // tells its author nothing they did not know, and an unchanged secret never churns.
+    let same = encrypt(
+        path,
+        &format!("{head}placeholder\n"),
+        &mine,
+        Some(secrets::Previous {
+            text: &planted,
+            identities: &victims,
+        }),
+    )
+    .unwrap();
+    assert_eq!(same, planted);
+}
