@@ -41,6 +41,7 @@ mod cipher;
 mod config;
 mod dotenv;
 mod error;
+mod exposed;
 mod metadata;
 mod random;
 mod rules;
@@ -58,6 +59,7 @@ pub use crate::age::{
 };
 pub use crate::config::{CreationRule, SopsConfig};
 pub use crate::error::{Error, ErrorKind};
+pub use crate::exposed::{IDENTITY_KEYS, plaintext_outside_identity};
 pub use crate::metadata::{AgeEntry, Metadata, SOPS_VERSION};
 pub use crate::rules::SelectionRule;
 pub use crate::sops::{
