@@ -73,6 +73,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             };
             let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (config, rel) = config_for(file)?;
+            warn_foreign_recipients(file, &config, &rel, identities());
             let encrypted = secrets::encrypt(&rel, &text, &config, None)
                 .map_err(|e| anyhow::anyhow!("{}", e.in_file(file)))?;
             if in_place {
@@ -179,4 +180,47 @@ fn config_for(file: &Path) -> anyhow::Result<(SopsConfig, String)> {
         .collect::<Vec<_>>()
         .join("/");
     Ok((config, rel))
+}
+
+/// `.sops.yaml` is a repository file: a pull request may add a recipient to it. Teams list
+/// several recipients on purpose, so `secrets encrypt` does not refuse (configure does, for
+/// the files it renders); it names every recipient that is none of the user's identities.
+fn warn_foreign_recipients(
+    file: &Path,
+    config: &SopsConfig,
+    rel: &str,
+    identities: anyhow::Result<Vec<Identity>>,
+) {
+    let Ok(rule) = config.rule_for(rel) else {
+        return;
+    };
+    let all = |rs: &[secrets::Recipient]| {
+        rs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match identities {
+        Ok(ids) => {
+            let own: Vec<secrets::Recipient> = ids.iter().map(Identity::recipient).collect();
+            let foreign: Vec<secrets::Recipient> = rule
+                .recipients
+                .iter()
+                .filter(|r| !own.contains(r))
+                .copied()
+                .collect();
+            if !foreign.is_empty() {
+                eprintln!(
+                    "warning: {}: .sops.yaml encrypts it to {}, which is none of your age identities: whoever holds that key can read this secret\n  help: check who added it (`git log -p .sops.yaml`) before committing the encrypted file",
+                    file.display(),
+                    all(&foreign)
+                );
+            }
+        }
+        Err(_) => eprintln!(
+            "warning: {}: no age identity found, so the recipients of .sops.yaml cannot be checked; it is encrypted to {}",
+            file.display(),
+            all(&rule.recipients)
+        ),
+    }
 }

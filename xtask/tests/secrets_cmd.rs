@@ -167,3 +167,25 @@ fn decrypt_to_a_closed_stdout_is_quiet() {
         "{err}"
     );
 }
+
+#[test]
+fn encrypt_names_recipients_that_are_none_of_the_users_keys() {
+    let (dir, mine) = repo_with_key("foreign-recipient");
+    let foreign = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: .*\\.sops\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: {mine},{foreign}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("s.sops.yaml"), PLAIN).unwrap();
+    let out = run(&["secrets", "encrypt", "s.sops.yaml"], dir.path());
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: s.sops.yaml: .sops.yaml encrypts it to {foreign}, which is none of your age identities")),
+        "{err}"
+    );
+    assert!(!err.contains(&mine), "{err}");
+}
