@@ -27,6 +27,8 @@ pub struct Decrypted {
     docs: Vec<Node>,
     metadata: Metadata,
     warnings: Vec<String>,
+    /// Whether every document carries the first document's `sops` block.
+    uniform_metadata: bool,
 }
 
 impl Decrypted {
@@ -84,7 +86,10 @@ fn roots(docs: &[Node]) -> Result<(), Error> {
 }
 
 /// Splits the `sops` block off every document; metadata comes from the first document.
-fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata), Error> {
+/// Also says whether every document carries the same `sops` block: sops writes one block to
+/// every document, and Flux decrypts each document with its own block, so a file whose later
+/// blocks differ does not say to the cluster what it says here.
+fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata, bool), Error> {
     roots(&docs)?;
     let first = docs.first().and_then(|d| d.get("sops")).ok_or_else(|| {
         Error::new(
@@ -94,12 +99,14 @@ fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata), Error> {
         .with_help("encrypt it with `cargo xtask secrets encrypt`")
     })?;
     let metadata = Metadata::from_node(first)?;
+    let first = first.clone();
+    let uniform = docs.iter().all(|d| d.get("sops") == Some(&first));
     for doc in &mut docs {
         if let Node::Map(items) = doc {
             items.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
         }
     }
-    Ok((docs, metadata))
+    Ok((docs, metadata, uniform))
 }
 
 fn unwrap_data_key(md: &Metadata, identities: &[Identity]) -> Result<DataKey, Error> {
@@ -149,7 +156,7 @@ fn unwrap_data_key(md: &Metadata, identities: &[Identity]) -> Result<DataKey, Er
 }
 
 fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, Error> {
-    let (mut docs, metadata) = split_metadata(docs)?;
+    let (mut docs, metadata, uniform_metadata) = split_metadata(docs)?;
     let key = unwrap_data_key(&metadata, identities)?;
     let selector = metadata.selection.compile()?;
     let mut dec = Decryptor {
@@ -191,6 +198,7 @@ fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, E
         docs,
         metadata,
         warnings,
+        uniform_metadata,
     })
 }
 
@@ -294,7 +302,8 @@ pub fn encrypt_at(
                     .collect();
                 let same_keys = prev_recipients == recipients
                     && dec.metadata.age.len() == recipients.len()
-                    && dec.metadata.other_key_types.is_empty();
+                    && dec.metadata.other_key_types.is_empty()
+                    && dec.uniform_metadata;
                 let same_rule = dec.metadata.selection == rule.selection
                     && dec.metadata.mac_only_encrypted == rule.mac_only_encrypted;
                 if same_keys && same_rule && dec.metadata.version.is_some() && dec.docs == docs {

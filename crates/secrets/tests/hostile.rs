@@ -194,3 +194,43 @@ fn a_planted_previous_file_never_lends_its_data_key_to_new_plaintext() {
     .unwrap();
     assert_eq!(same, planted);
 }
+
+/// Flux decrypts every document with its own `sops` block; this crate reads the first. A
+/// previous file whose later blocks differ is not kept, even when its values match.
+#[test]
+fn a_previous_file_whose_documents_disagree_on_metadata_is_not_kept() {
+    let id = Identity::generate().unwrap();
+    let cfg = config_for(&id);
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\nstringData:\n  k: one\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\nstringData:\n  k: two\n";
+    let first = encrypt("s.sops.yaml", plain, &cfg, None).unwrap();
+    let ids = [id.clone()];
+    let prev = |text: &str| {
+        encrypt(
+            "s.sops.yaml",
+            plain,
+            &cfg,
+            Some(secrets::Previous {
+                text,
+                identities: &ids,
+            }),
+        )
+        .unwrap()
+    };
+    assert_eq!(prev(&first), first);
+    let (head, tail) = first.split_once("\n---\n").unwrap();
+    let stamp = tail
+        .lines()
+        .find(|l| l.trim_start().starts_with("lastmodified:"))
+        .unwrap();
+    let odd = format!(
+        "{head}\n---\n{}",
+        tail.replacen(stamp, "    lastmodified: \"2001-01-01T00:00:00Z\"", 1)
+    );
+    assert_ne!(odd, first);
+    decrypt(&odd, &ids).unwrap();
+    let sealed = prev(&odd);
+    assert_ne!(sealed, odd);
+    let (h, t) = sealed.split_once("\n---\n").unwrap();
+    let block = |s: &str| s[s.find("sops:").unwrap()..].to_owned();
+    assert_eq!(block(h).trim_end(), block(t).trim_end());
+}
