@@ -194,21 +194,33 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
     // 3. encrypt (and compare with the tree on disk), holding the output root's lock until the
     // tree is written: two runs never plan against or write one tree at once.
     let t = Instant::now();
-    let _lock = match render::lock(&job.out) {
-        Ok(lock) => lock,
-        Err(d) => {
-            report::print(&[*d], &cwd);
-            step("encrypt", t.elapsed(), "not started; nothing was written");
-            return Ok(ExitCode::from(2));
+    // `--diff` writes nothing (not even the lock file) and needs no lock.
+    let _lock = if job.diff {
+        None
+    } else {
+        match render::lock(&job.out) {
+            Ok(lock) => Some(lock),
+            Err(d) => {
+                report::print(&[*d], &cwd);
+                step("encrypt", t.elapsed(), "not started; nothing was written");
+                return Ok(ExitCode::from(2));
+            }
         }
     };
-    let sealer = crypto::sealer(
+    let sealer = match crypto::sealer(
         rendered
             .files
             .get(".sops.yaml")
             .map(|o| o.contents.as_slice()),
         &job.key_dir.join(render::AGE_KEY_FILE),
-    )?;
+    ) {
+        Ok(sealer) => sealer,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            step("encrypt", t.elapsed(), "refused; nothing was written");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let plan = match render::plan(
         &job.out,
         rendered,
@@ -361,6 +373,9 @@ pub fn load_inputs(
             .with_help("run `cargo xtask init` to create it (or copy your existing age.key there)"),
         );
     }
+    if let Err(d) = crypto::bind_age_key(&mut inputs, key_dir) {
+        diags.push(*d);
+    }
     inputs.talos_patches = render::talos_patches(templates);
     if diags.iter().any(schema::Diagnostic::is_error) {
         return Err(diags);
@@ -461,22 +476,75 @@ pub mod crypto {
         Ok(())
     }
 
+    /// Makes the age recipient templates see (`age_key('public')`) the one derived from the
+    /// secret key of `age.key`, never its `# public key:` comment: a comment naming another
+    /// key would have every secret encrypted to that key. A comment that disagrees is an error
+    /// naming both public keys (the secret key is never printed).
+    pub fn bind_age_key(
+        inputs: &mut render::Inputs,
+        key_dir: &Path,
+    ) -> std::result::Result<(), Box<schema::Diagnostic>> {
+        let Some(private) = inputs.age_private_key.as_deref() else {
+            return Ok(());
+        };
+        let path = key_dir.join(render::AGE_KEY_FILE);
+        let error = |message: String, help: &str| {
+            Box::new(
+                schema::Diagnostic::error("configure::age_key", "", message)
+                    .at(Some(schema::Location::new(&path, 1, 1, 1)))
+                    .with_help(help),
+            )
+        };
+        let derived = match secrets::Identity::parse(private) {
+            Ok(identity) => identity.recipient().to_string(),
+            Err(e) => {
+                return Err(error(
+                    format!("{}: {}", render::AGE_KEY_FILE, e.message()),
+                    e.help()
+                        .unwrap_or("run `cargo xtask init` to create a new key file"),
+                ));
+            }
+        };
+        if let Some(comment) = inputs.age_public_key.as_deref()
+            && comment != derived
+        {
+            return Err(error(
+                format!(
+                    "{}: the `# public key:` line says {comment}, but the secret key in the file belongs to {derived}; secrets would be encrypted to a key this file cannot open",
+                    render::AGE_KEY_FILE
+                ),
+                "the public key is always derived from the secret key: correct the comment to that key, or delete the line and let `cargo xtask init` write a fresh key file",
+            ));
+        }
+        inputs.age_public_key = Some(derived);
+        Ok(())
+    }
+
     /// Seals with sops + age, the creation rules of the rendered `.sops.yaml`, and the
     /// identities of `age_key` (to open the previous version and keep it when unchanged).
+    ///
+    /// The rendered `.sops.yaml` comes from templates a pull request may override: every
+    /// creation rule must encrypt to exactly the recipient of `age_key`'s (first) secret key,
+    /// or nothing is sealed.
     pub fn sealer(sops_yaml: Option<&[u8]>, age_key: &Path) -> Result<Box<dyn render::Sealer>> {
+        let identities = secrets::load_identities_from(age_key)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", age_key.display()))?;
+        let Some(own) = identities.first().map(secrets::Identity::recipient) else {
+            anyhow::bail!("{}: has no age secret key", age_key.display());
+        };
         let config = match sops_yaml {
             Some(bytes) => {
                 let text =
                     std::str::from_utf8(bytes).context("the rendered .sops.yaml is not UTF-8")?;
-                Some(
-                    secrets::SopsConfig::parse(text)
-                        .map_err(|e| anyhow::anyhow!("the rendered .sops.yaml: {e}"))?,
-                )
+                let config = secrets::SopsConfig::parse(text)
+                    .map_err(|e| anyhow::anyhow!(".sops.yaml (rendered): {e}"))?;
+                config
+                    .require_recipients(&[own])
+                    .map_err(|e| anyhow::anyhow!(".sops.yaml (rendered): {e}"))?;
+                Some(config)
             }
             None => None,
         };
-        let identities = secrets::load_identities_from(age_key)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", age_key.display()))?;
         Ok(Box::new(SopsSealer { config, identities }))
     }
 
@@ -503,9 +571,26 @@ pub mod crypto {
                     text,
                     identities: &self.identities,
                 });
-            secrets::encrypt(path, text, config, previous)
-                .map(String::into_bytes)
-                .map_err(|e| e.to_string())
+            let sealed =
+                secrets::encrypt(path, text, config, previous).map_err(|e| e.to_string())?;
+            // Whatever the creation rule says, nothing but the object's identity may stay in
+            // plaintext in a `*.sops.*` file (a `stringdata:` typo, or a rule whose regex
+            // matches nothing, would otherwise commit the secret in the clear).
+            let exposed =
+                secrets::plaintext_outside_identity(&sealed).map_err(|e| e.to_string())?;
+            if !exposed.is_empty() {
+                return Err(format!(
+                    "{} would be written in plaintext: the creation rule of .sops.yaml does not encrypt {}; only {} may stay unencrypted in a sops file (rename the key to `data`/`stringData`, or fix `encrypted_regex`)",
+                    exposed
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if exposed.len() == 1 { "it" } else { "them" },
+                    secrets::IDENTITY_KEYS.join(", ")
+                ));
+            }
+            Ok(sealed.into_bytes())
         }
     }
 }

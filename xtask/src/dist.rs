@@ -100,13 +100,16 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let archive = build(&root, &version)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let file = out.join(format!("{NAME}-{version}.tar.gz"));
-    std::fs::write(&file, &archive.bytes)?;
+    schema::writefile::write_atomically(&file, &archive.bytes, 0o644)
+        .with_context(|| format!("cannot write {}", file.display()))?;
     let sum = format!(
         "{}  {}\n",
         hex(&Sha256::digest(&archive.bytes)),
         file.file_name().unwrap_or_default().to_string_lossy()
     );
-    std::fs::write(out.join(format!("{NAME}-{version}.tar.gz.sha256")), &sum)?;
+    let sum_file = out.join(format!("{NAME}-{version}.tar.gz.sha256"));
+    schema::writefile::write_atomically(&sum_file, sum.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", sum_file.display()))?;
     eprintln!(
         "wrote {} ({} files, {} bytes)",
         file.display(),

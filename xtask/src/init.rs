@@ -239,9 +239,16 @@ fn sops_config(templates: &Path, dir: &Path) -> Result<Outcome> {
     if target.exists() {
         return Ok(Outcome::Kept);
     }
-    let (inputs, diags) = render::Inputs::load(dir);
+    let (mut inputs, diags) = render::Inputs::load(dir);
     if let Some(d) = diags.first() {
         bail!("{}", d.message);
+    }
+    if let Err(d) = crate::configure::crypto::bind_age_key(&mut inputs, dir) {
+        bail!(
+            "{}\n  help: {}",
+            d.message,
+            d.help.as_deref().unwrap_or_default()
+        );
     }
     if inputs.age_public_key.is_none() {
         return Ok(Outcome::Skipped("no age.key".into()));

@@ -49,7 +49,8 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(path, contents)
+        // Never through a symlink planted at the path (the repository may come from a PR).
+        schema::writefile::write_atomically(path, contents.as_ref(), 0o644)
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!(
             "wrote {}",

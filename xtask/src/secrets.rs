@@ -10,7 +10,6 @@
 //! Keys come from sops' sources (`SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`,
 //! `~/.config/sops/age/keys.txt`) or `--age-key-file PATH`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,16 +71,17 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             let [file] = files.as_slice() else {
                 bail!("encrypt takes one FILE\n{HELP}")
             };
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (config, rel) = config_for(file)?;
+            warn_foreign_recipients(file, &config, &rel, identities());
             let encrypted = secrets::encrypt(&rel, &text, &config, None)
                 .map_err(|e| anyhow::anyhow!("{}", e.in_file(file)))?;
             if in_place {
-                write_atomically(file, &encrypted)?;
+                schema::writefile::write_atomically(file, encrypted.as_bytes(), 0o600)
+                    .with_context(|| format!("cannot replace {}", file.display()))?;
                 eprintln!("encrypted {}", file.display());
             } else {
-                std::io::stdout().write_all(encrypted.as_bytes())?;
+                crate::util::out::stdout_bytes(encrypted.as_bytes());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -89,8 +89,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             let [file] = files.as_slice() else {
                 bail!("decrypt takes one FILE\n{HELP}")
             };
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let indent = config_for(file).map(|(c, _)| c.indent()).unwrap_or(4);
             let ids = identities()?;
             let is_env = file.extension().is_some_and(|e| e == "env");
@@ -104,7 +103,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
                     for w in dec.warnings() {
                         eprintln!("warning: {}: {w}", file.display());
                     }
-                    std::io::stdout().write_all(dec.to_yaml(indent).as_bytes())?;
+                    crate::util::out::stdout_bytes(dec.to_yaml(indent).as_bytes());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e)
@@ -125,8 +124,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             }
             let mut findings = false;
             for file in &files {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let text = secrets::read_file(file).map_err(|e| anyhow::anyhow!("{e}"))?;
                 match secrets::status(&text) {
                     FileStatus::Encrypted => println!("{}: encrypted", file.display()),
                     FileStatus::NotEncrypted { reason } => {
@@ -184,17 +182,45 @@ fn config_for(file: &Path) -> anyhow::Result<(SopsConfig, String)> {
     Ok((config, rel))
 }
 
-/// Replaces `path` through a temporary file in the same directory.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.xtask-tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+/// `.sops.yaml` is a repository file: a pull request may add a recipient to it. Teams list
+/// several recipients on purpose, so `secrets encrypt` does not refuse (configure does, for
+/// the files it renders); it names every recipient that is none of the user's identities.
+fn warn_foreign_recipients(
+    file: &Path,
+    config: &SopsConfig,
+    rel: &str,
+    identities: anyhow::Result<Vec<Identity>>,
+) {
+    let Ok(rule) = config.rule_for(rel) else {
+        return;
+    };
+    let all = |rs: &[secrets::Recipient]| {
+        rs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match identities {
+        Ok(ids) => {
+            let own: Vec<secrets::Recipient> = ids.iter().map(Identity::recipient).collect();
+            let foreign: Vec<secrets::Recipient> = rule
+                .recipients
+                .iter()
+                .filter(|r| !own.contains(r))
+                .copied()
+                .collect();
+            if !foreign.is_empty() {
+                eprintln!(
+                    "warning: {}: .sops.yaml encrypts it to {}, which is none of your age identities: whoever holds that key can read this secret\n  help: check who added it (`git log -p .sops.yaml`) before committing the encrypted file",
+                    file.display(),
+                    all(&foreign)
+                );
+            }
+        }
+        Err(_) => eprintln!(
+            "warning: {}: no age identity found, so the recipients of .sops.yaml cannot be checked; it is encrypted to {}",
+            file.display(),
+            all(&rule.recipients)
+        ),
+    }
 }

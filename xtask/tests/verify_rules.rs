@@ -425,6 +425,28 @@ fn cases() -> Vec<Case> {
             },
         )
         .no_schemas(),
+        case(
+            "a plaintext value outside the keys the file's own rule encrypts",
+            "verify::sops_exposed",
+            |t| {
+                // What an overridden .sops.yaml whose regex misses the key produces: the rule
+                // check trusts the rule and is silent, this one is not.
+                t.replace_first(
+                    BACKENDS_SECRET,
+                    "encrypted_regex: ^(data|stringData)$",
+                    "encrypted_regex: ^(data)$",
+                )?;
+                let text = t.read(BACKENDS_SECRET)?;
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("  apiKey: ENC["))
+                    .ok_or("no encrypted apiKey line")?
+                    .to_owned();
+                t.replace_first(BACKENDS_SECRET, &line, "  apiKey: sk-outside-the-rule")
+            },
+        )
+        .at(BACKENDS_SECRET, "stringData.apiKey")
+        .line("sk-outside-the-rule"),
         case("a file that does not parse", "yaml::syntax", |t| {
             t.replace(RATELIMIT, "kind: BackendTrafficPolicy", "kind: [BackendTrafficPolicy")
         })

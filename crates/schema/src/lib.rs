@@ -25,6 +25,7 @@ mod re2;
 pub mod repofile;
 mod rules;
 mod spec;
+pub mod writefile;
 pub mod yaml;
 
 use std::path::Path;

@@ -193,10 +193,11 @@ impl SopsConfig {
         Ok(SopsConfig { rules, indent })
     }
 
-    /// Reads and parses a `.sops.yaml` file.
+    /// Reads and parses a `.sops.yaml` file: not through a symlink, a regular file of at most
+    /// [`crate::MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<SopsConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(path, "cannot read sops config", e))?;
+        let text = schema::repofile::read_text(path, crate::MAX_CONFIG_BYTES)
+            .map_err(|e| Error::read(path, "cannot read sops config", e))?;
         SopsConfig::parse(&text).map_err(|e| e.in_file(path))
     }
 
@@ -240,6 +241,66 @@ impl SopsConfig {
     pub fn indent(&self) -> usize {
         self.indent
     }
+
+    /// The creation rules, in order.
+    pub fn rules(&self) -> &[CreationRule] {
+        &self.rules
+    }
+
+    /// Refuses a config in which any creation rule encrypts to anything but exactly `allowed`
+    /// (each once): a `.sops.yaml` that came from a pull request (or a template override) must
+    /// not add a recipient, which would give its owner every secret encrypted from then on.
+    /// The error names each such rule and the foreign and missing recipients (public keys
+    /// only).
+    pub fn require_recipients(&self, allowed: &[Recipient]) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let foreign: Vec<String> = rule
+                .recipients
+                .iter()
+                .filter(|r| !allowed.contains(r))
+                .map(ToString::to_string)
+                .collect();
+            let missing: Vec<String> = allowed
+                .iter()
+                .filter(|r| !rule.recipients.contains(r))
+                .map(ToString::to_string)
+                .collect();
+            let distinct: std::collections::HashSet<&Recipient> = rule.recipients.iter().collect();
+            let repeated = distinct.len() != rule.recipients.len();
+            if foreign.is_empty() && missing.is_empty() && !repeated {
+                continue;
+            }
+            let mut what = Vec::new();
+            if !foreign.is_empty() {
+                what.push(format!("encrypts to {}", foreign.join(", ")));
+            }
+            if !missing.is_empty() {
+                what.push(format!("not to {}", missing.join(", ")));
+            }
+            if repeated {
+                what.push("lists a recipient twice".to_owned());
+            }
+            let name = match rule.path_regex() {
+                Some(re) => format!("creation rule {} (path_regex `{re}`)", i + 1),
+                None => format!("creation rule {}", i + 1),
+            };
+            problems.push(format!("{name} {}", what.join(" and ")));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mine = allowed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(config_err(format!(
+            "{}; secrets are only encrypted to {mine} (from age.key)",
+            problems.join("; ")
+        ))
+        .with_help("a creation rule may only name the age.key recipient: restore `age:` in .sops.yaml (or its template override) to that key; a team that needs more recipients must add them on purpose, not through a rendered file"))
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +308,37 @@ mod tests {
     use super::*;
 
     const R: &str = "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29";
+
+    #[test]
+    fn only_the_allowed_recipients_pass() {
+        let mine = crate::Identity::generate().unwrap().recipient();
+        let theirs = crate::Identity::generate().unwrap().recipient();
+        let cfg = |age: String| {
+            SopsConfig::parse(&format!(
+                "creation_rules:\n  - path_regex: talos/.*\n    age: {mine}\n  - path_regex: kubernetes/.*\n    age: {age}\n"
+            ))
+            .unwrap()
+        };
+        cfg(mine.to_string()).require_recipients(&[mine]).unwrap();
+        let err = cfg(format!("{mine},{theirs}"))
+            .require_recipients(&[mine])
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "creation rule 2 (path_regex `kubernetes/.*`) encrypts to {theirs}; secrets are only encrypted to {mine}"
+            )),
+            "{text}"
+        );
+        let err = cfg(theirs.to_string())
+            .require_recipients(&[mine])
+            .unwrap_err();
+        assert!(err.to_string().contains(&format!("not to {mine}")), "{err}");
+        let err = cfg(format!("{mine},{mine}"))
+            .require_recipients(&[mine])
+            .unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
 
     #[test]
     fn cluster_template_rules() {

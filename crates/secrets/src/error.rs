@@ -73,6 +73,15 @@ impl Error {
         err
     }
 
+    /// A file that was not read (symlink, FIFO, device, too large, not UTF-8, …), with
+    /// [`schema::repofile::ReadError::help`] as the hint.
+    pub(crate) fn read(path: &Path, what: &str, e: schema::repofile::ReadError) -> Error {
+        let help = e.help();
+        let mut err = Error::new(ErrorKind::Io, format!("{what}: {e}")).with_help(help);
+        err.location.push(path.display().to_string());
+        err
+    }
+
     pub(crate) fn crypto(message: &str) -> Error {
         Error::new(ErrorKind::Crypto, message)
     }

@@ -3,7 +3,7 @@
 //!
 //! - [`encrypt`] turns plaintext YAML into a sops file per the matching `.sops.yaml` creation
 //!   rule ([`SopsConfig`]); given the [`Previous`] version it avoids churn (identical output when
-//!   nothing changed, reused data key and IVs otherwise).
+//!   nothing changed; otherwise a new data key and new IVs, never the previous file's).
 //! - [`decrypt`] opens a sops file with age [`Identity`]s, verifies every value and the MAC,
 //!   and names the path of a value that fails authentication.
 //! - [`status`] answers like `sops filestatus`.
@@ -41,6 +41,7 @@ mod cipher;
 mod config;
 mod dotenv;
 mod error;
+mod exposed;
 mod metadata;
 mod random;
 mod rules;
@@ -58,6 +59,7 @@ pub use crate::age::{
 };
 pub use crate::config::{CreationRule, SopsConfig};
 pub use crate::error::{Error, ErrorKind};
+pub use crate::exposed::{IDENTITY_KEYS, plaintext_outside_identity};
 pub use crate::metadata::{AgeEntry, Metadata, SOPS_VERSION};
 pub use crate::rules::SelectionRule;
 pub use crate::sops::{
@@ -65,3 +67,22 @@ pub use crate::sops::{
     status,
 };
 pub use crate::time::Clock;
+
+/// The largest sops file (or plaintext to encrypt) this crate reads: 8 MiB, far above any real
+/// secret (a Kubernetes Secret is limited to 1 MiB) and small enough that the parsed tree of a
+/// hostile file stays within a few hundred MB.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// The largest age key file read: 64 KiB (a key line is 74 bytes).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
+/// The largest `.sops.yaml` read: 64 KiB.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
+/// Reads a sops file (or a plaintext to encrypt) from a repository: never through a symlink
+/// (a committed `x.sops.yaml -> ../age.key` would print the key), a regular file only (no
+/// FIFO, no `/dev/zero`), at most [`MAX_FILE_BYTES`], UTF-8.
+pub fn read_file(path: &std::path::Path) -> Result<String, Error> {
+    schema::repofile::read_text(path, MAX_FILE_BYTES)
+        .map_err(|e| Error::read(path, "cannot read", e))
+}

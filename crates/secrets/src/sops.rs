@@ -9,10 +9,11 @@ use crate::config::SopsConfig;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{AgeEntry, Metadata, SOPS_VERSION};
 use crate::time::Clock;
-use crate::tree::{Decryptor, Encryptor, IvMap, Mac, open_mac, seal_mac};
+use crate::tree::{Decryptor, Encryptor, Mac, open_mac, seal_mac};
 use crate::yaml::{MapItem, Node, emit_documents, parse_documents};
 
-/// The previous ciphertext of a file and the identities that open it, for [`encrypt`].
+/// The previous ciphertext of a file and the identities that open it, for [`encrypt`]: it is
+/// only ever compared with the new plaintext, never used to encrypt it.
 #[derive(Clone, Copy)]
 pub struct Previous<'a> {
     /// The file's current (encrypted) text.
@@ -26,8 +27,8 @@ pub struct Decrypted {
     docs: Vec<Node>,
     metadata: Metadata,
     warnings: Vec<String>,
-    key: DataKey,
-    ivs: IvMap,
+    /// Whether every document carries the first document's `sops` block.
+    uniform_metadata: bool,
 }
 
 impl Decrypted {
@@ -85,7 +86,10 @@ fn roots(docs: &[Node]) -> Result<(), Error> {
 }
 
 /// Splits the `sops` block off every document; metadata comes from the first document.
-fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata), Error> {
+/// Also says whether every document carries the same `sops` block: sops writes one block to
+/// every document, and Flux decrypts each document with its own block, so a file whose later
+/// blocks differ does not say to the cluster what it says here.
+fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata, bool), Error> {
     roots(&docs)?;
     let first = docs.first().and_then(|d| d.get("sops")).ok_or_else(|| {
         Error::new(
@@ -95,12 +99,14 @@ fn split_metadata(mut docs: Vec<Node>) -> Result<(Vec<Node>, Metadata), Error> {
         .with_help("encrypt it with `cargo xtask secrets encrypt`")
     })?;
     let metadata = Metadata::from_node(first)?;
+    let first = first.clone();
+    let uniform = docs.iter().all(|d| d.get("sops") == Some(&first));
     for doc in &mut docs {
         if let Node::Map(items) = doc {
             items.retain(|i| !matches!(i, MapItem::Pair(k, _) if k == "sops"));
         }
     }
-    Ok((docs, metadata))
+    Ok((docs, metadata, uniform))
 }
 
 fn unwrap_data_key(md: &Metadata, identities: &[Identity]) -> Result<DataKey, Error> {
@@ -150,14 +156,13 @@ fn unwrap_data_key(md: &Metadata, identities: &[Identity]) -> Result<DataKey, Er
 }
 
 fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, Error> {
-    let (mut docs, metadata) = split_metadata(docs)?;
+    let (mut docs, metadata, uniform_metadata) = split_metadata(docs)?;
     let key = unwrap_data_key(&metadata, identities)?;
     let selector = metadata.selection.compile()?;
     let mut dec = Decryptor {
         key: &key,
         selector: &selector,
         mac: Mac::new(metadata.mac_only_encrypted),
-        ivs: IvMap::new(),
         warnings: Vec::new(),
         in_seq: false,
     };
@@ -165,14 +170,11 @@ fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, E
         dec.node(doc, &mut Vec::new(), &mut Vec::new())?;
     }
     let Decryptor {
-        mac,
-        mut ivs,
-        mut warnings,
-        ..
+        mac, mut warnings, ..
     } = dec;
     let computed = mac.finish();
     let aad = metadata.mac_aad()?;
-    let (stored, iv) = open_mac(&key, &metadata.mac, &aad)?;
+    let stored = open_mac(&key, &metadata.mac, &aad)?;
     if stored.is_empty() {
         return Err(Error::new(
             ErrorKind::MacMismatch,
@@ -189,9 +191,6 @@ fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, E
         return Err(Error::new(ErrorKind::MacMismatch, format!("MAC mismatch: {what} were changed, added, removed or reordered after the file was encrypted"))
             .with_help("every single value still authenticates, so the change is structural; restore the file from git or re-encrypt it from its plaintext"));
     }
-    if let Some(iv) = iv {
-        ivs.insert(crate::tree::iv_key(&aad, "str", stored.as_bytes()), iv);
-    }
     if metadata.version.is_none() {
         warnings.push("`sops.version` is missing: the sops CLI refuses this file (`Version string empty`) and `sops filestatus` calls it unencrypted".into());
     }
@@ -199,8 +198,7 @@ fn decrypt_docs(docs: Vec<Node>, identities: &[Identity]) -> Result<Decrypted, E
         docs,
         metadata,
         warnings,
-        key,
-        ivs,
+        uniform_metadata,
     })
 }
 
@@ -249,10 +247,11 @@ pub fn status(text: &str) -> FileStatus {
 /// the directory of `.sops.yaml`, `/`-separated), using the clock for `lastmodified`.
 ///
 /// With `previous`, avoids churn: if the previous file decrypts (MAC verified) to the same
-/// documents under the same rule and recipients, its text is returned unchanged; otherwise its
-/// data key, `enc` blocks and the IVs of unchanged values are reused, so only changed values,
-/// `lastmodified` and `mac` differ. A previous file that none of the identities opens is
-/// ignored (a fresh data key is used); one that is tampered with is an error.
+/// documents under the same rule and exactly the rule's recipients, its text is returned
+/// unchanged. Otherwise the whole file is encrypted under a new data key with new IVs: nothing
+/// of a previous file (which may come from anyone, since anyone can encrypt to a public
+/// recipient) is used to seal new plaintext. A previous file that none of the identities opens
+/// is ignored; one that is tampered with is an error.
 pub fn encrypt(
     rel_path: &str,
     plaintext: &str,
@@ -287,25 +286,28 @@ pub fn encrypt_at(
         .with_help("decrypt it first, or rename the key"));
     }
     let recipients: BTreeSet<String> = rule.recipients.iter().map(ToString::to_string).collect();
-    let mut reuse: Option<(DataKey, Vec<AgeEntry>, IvMap)> = None;
     if let Some(prev) = previous {
         match decrypt(prev.text, prev.identities) {
             Ok(dec) => {
+                // The previous file is kept only when it says exactly what we would write, to
+                // exactly our recipients: then it reveals nothing its author did not already
+                // know. Its data key and IVs are never used for anything new, because whoever
+                // wrote the file may know them (the recipients are not covered by the MAC, and
+                // anyone can encrypt to a public recipient).
                 let prev_recipients: BTreeSet<String> = dec
                     .metadata
                     .age
                     .iter()
                     .map(|e| e.recipient.clone())
                     .collect();
-                let same_keys =
-                    prev_recipients == recipients && dec.metadata.age.len() == recipients.len();
+                let same_keys = prev_recipients == recipients
+                    && dec.metadata.age.len() == recipients.len()
+                    && dec.metadata.other_key_types.is_empty()
+                    && dec.uniform_metadata;
                 let same_rule = dec.metadata.selection == rule.selection
                     && dec.metadata.mac_only_encrypted == rule.mac_only_encrypted;
                 if same_keys && same_rule && dec.metadata.version.is_some() && dec.docs == docs {
                     return Ok(prev.text.to_owned());
-                }
-                if same_keys {
-                    reuse = Some((dec.key, dec.metadata.age, dec.ivs));
                 }
             }
             Err(e) if e.kind() == ErrorKind::NoIdentity || e.kind() == ErrorKind::Metadata => {}
@@ -316,29 +318,23 @@ pub fn encrypt_at(
             }
         }
     }
-    let (key, age, ivs) = match reuse {
-        Some(r) => r,
-        None => {
-            let key = DataKey::generate()?;
-            let age = rule
-                .recipients
-                .iter()
-                .map(|r| {
-                    Ok(AgeEntry {
-                        recipient: r.to_string(),
-                        enc: encrypt_armored(key.bytes(), r)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            (key, age, IvMap::new())
-        }
-    };
+    // Anything new is sealed under a data key made here, now, with fresh IVs.
+    let key = DataKey::generate()?;
+    let age = rule
+        .recipients
+        .iter()
+        .map(|r| {
+            Ok(AgeEntry {
+                recipient: r.to_string(),
+                enc: encrypt_armored(key.bytes(), r)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let selector = rule.selection.compile()?;
     let mut enc = Encryptor {
         key: &key,
         selector: &selector,
         mac: Mac::new(rule.mac_only_encrypted),
-        ivs: &ivs,
     };
     for doc in &mut docs {
         enc.node(doc, &mut Vec::new())?;
@@ -347,7 +343,7 @@ pub fn encrypt_at(
     let lastmodified = clock.rfc3339();
     let metadata = Metadata {
         age,
-        mac: seal_mac(&key, &mac, &lastmodified, &ivs)?,
+        mac: seal_mac(&key, &mac, &lastmodified)?,
         lastmodified,
         selection: rule.selection.clone(),
         mac_only_encrypted: rule.mac_only_encrypted,

@@ -1,7 +1,5 @@
 //! Walking sops trees: encrypting and decrypting leaves with their AAD, and the MAC.
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
@@ -16,21 +14,6 @@ const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
-
-/// IVs of values seen when decrypting a previous version, keyed by a SHA-256 of
-/// (AAD, type, plaintext) so that no plaintext is kept, letting unchanged values re-encrypt to
-/// identical bytes.
-pub(crate) type IvMap = HashMap<[u8; 32], [u8; 32]>;
-
-pub(crate) fn iv_key(aad: &str, kind: &str, plaintext: &[u8]) -> [u8; 32] {
-    let mut h = sha2::Sha256::new();
-    for part in [aad.as_bytes(), kind.as_bytes()] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.update(plaintext);
-    h.finalize().into()
-}
 
 /// The running MAC.
 pub(crate) struct Mac {
@@ -120,15 +103,13 @@ pub(crate) struct Encryptor<'a> {
     pub key: &'a DataKey,
     pub selector: &'a Selector,
     pub mac: Mac,
-    pub ivs: &'a IvMap,
 }
 
 impl Encryptor<'_> {
+    /// Every value gets a fresh random IV: values are only ever sealed under a data key made
+    /// for this encryption, so there is no IV worth keeping.
     fn seal(&self, aad: &str, kind: &str, bytes: &[u8]) -> Result<String, Error> {
-        let iv = match self.ivs.get(&iv_key(aad, kind, bytes)) {
-            Some(iv) => *iv,
-            None => cipher::random_iv()?,
-        };
+        let iv = cipher::random_iv()?;
         Ok(cipher::seal(self.key, &iv, aad.as_bytes(), bytes, kind)?.format())
     }
 
@@ -183,8 +164,6 @@ pub(crate) struct Decryptor<'a> {
     pub key: &'a DataKey,
     pub selector: &'a Selector,
     pub mac: Mac,
-    /// Filled with the IV of every value decrypted.
-    pub ivs: IvMap,
     /// Comments that looked encrypted but did not open (sops keeps them and warns).
     pub warnings: Vec<String>,
     /// Whether the node being visited is a sequence item.
@@ -243,16 +222,7 @@ impl Decryptor<'_> {
             Error::at_value(ErrorKind::Tampered, where_, "authentication failed: the value was modified, moved from another key, or encrypted with another data key")
                 .with_help("restore the file from git or re-encrypt it from its plaintext")
         })?;
-        let node = parse_value(&sealed.kind, &plain, where_)?;
-        if let Ok(iv) = <[u8; 32]>::try_from(sealed.iv.as_slice()) {
-            let kind = if sealed.kind == "time" {
-                "str".to_owned()
-            } else {
-                sealed.kind.clone()
-            };
-            self.ivs.insert(iv_key(aad_text, &kind, &plain), iv);
-        }
-        Ok(node)
+        parse_value(&sealed.kind, &plain, where_)
     }
 
     pub(crate) fn node(
@@ -357,22 +327,15 @@ impl Decryptor<'_> {
 }
 
 /// Encrypts the MAC text for storage (AAD = normalised `lastmodified`).
-pub(crate) fn seal_mac(key: &DataKey, mac: &str, aad: &str, ivs: &IvMap) -> Result<String, Error> {
-    let iv = match ivs.get(&iv_key(aad, "str", mac.as_bytes())) {
-        Some(iv) => *iv,
-        None => cipher::random_iv()?,
-    };
+pub(crate) fn seal_mac(key: &DataKey, mac: &str, aad: &str) -> Result<String, Error> {
+    let iv = cipher::random_iv()?;
     Ok(cipher::seal(key, &iv, aad.as_bytes(), mac.as_bytes(), "str")?.format())
 }
 
 /// Decrypts the stored MAC; `Err` names the metadata field.
-pub(crate) fn open_mac(
-    key: &DataKey,
-    stored: &str,
-    aad: &str,
-) -> Result<(String, Option<[u8; 32]>), Error> {
+pub(crate) fn open_mac(key: &DataKey, stored: &str, aad: &str) -> Result<String, Error> {
     if stored.is_empty() {
-        return Ok((String::new(), None));
+        return Ok(String::new());
     }
     let sealed = Sealed::parse(stored).ok_or_else(|| {
         Error::at_value(
@@ -388,7 +351,6 @@ pub(crate) fn open_mac(
             "authentication failed: the MAC or `sops.lastmodified` was modified",
         )
     })?;
-    let text = String::from_utf8(plain.to_vec())
-        .map_err(|_| Error::at_value(ErrorKind::Tampered, "sops.mac", "not text"))?;
-    Ok((text, <[u8; 32]>::try_from(sealed.iv.as_slice()).ok()))
+    String::from_utf8(plain.to_vec())
+        .map_err(|_| Error::at_value(ErrorKind::Tampered, "sops.mac", "not text"))
 }

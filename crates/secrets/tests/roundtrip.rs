@@ -164,8 +164,10 @@ fn unchanged_plaintext_gives_the_previous_file_byte_for_byte() {
     );
 }
 
+/// A change re-encrypts the whole file: new data key (every `enc` block differs), new IVs
+/// (every value differs), never the previous file's.
 #[test]
-fn a_changed_value_changes_only_its_line_lastmodified_and_mac() {
+fn a_changed_value_re_encrypts_the_whole_file_under_a_new_data_key() {
     let a = Identity::generate().unwrap();
     let cfg = config(&[&a], 2);
     let plain = fixture("edge.yaml");
@@ -184,15 +186,24 @@ fn a_changed_value_changes_only_its_line_lastmodified_and_mac() {
         T1,
     )
     .unwrap();
-    let (l1, l2): (Vec<&str>, Vec<&str>) = (first.lines().collect(), second.lines().collect());
-    assert_eq!(l1.len(), l2.len());
-    let differing: Vec<&str> = l1
-        .iter()
-        .zip(&l2)
-        .filter(|(x, y)| x != y)
-        .map(|(_, y)| y.split(':').next().unwrap_or_default().trim())
-        .collect();
-    assert_eq!(differing, ["text", "lastmodified", "mac"]);
+    let values = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("ENC[AES256_GCM"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (v1, v2) = (values(&first), values(&second));
+    assert_eq!(v1.len(), v2.len());
+    assert!(
+        v1.iter().all(|l| !v2.contains(l)),
+        "a value kept its ciphertext"
+    );
+    let armor = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.contains(':') && !l.contains("-----"))
+            .collect()
+    };
+    assert_ne!(armor(&first), armor(&second), "the data key was reused");
     let dec = decrypt(&second, &ids).unwrap();
     assert_eq!(dec.to_yaml(2), format_yaml(&changed_plain, 2).unwrap());
 }

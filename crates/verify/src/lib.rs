@@ -34,6 +34,7 @@ mod par;
 pub mod pins;
 mod report;
 mod schemaset;
+mod sops;
 mod talos;
 mod tree;
 mod validate;

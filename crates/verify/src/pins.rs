@@ -383,9 +383,9 @@ pub fn store_verified(dir: &Path, pin: &PinnedFile, bytes: &[u8]) -> Result<Path
     };
     let parent = dest.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = parent.join(format!(".{}.partial", pin.file));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    // An exclusive temporary file with an unpredictable name: a planted `.file.partial`
+    // symlink in the cache directory can no longer redirect the write.
+    schema::writefile::write_atomically(&dest, bytes, 0o644).map_err(io(&dest))?;
     Ok(dest)
 }
 

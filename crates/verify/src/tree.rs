@@ -257,7 +257,9 @@ impl Tree {
         // The documents of one file share their selection rule: compile its regex once.
         let mut regexes = Regexes::new();
         for doc in docs {
-            found.extend(check_sops_doc_with(rel, doc, &mut regexes));
+            let by_rule = check_sops_doc_with(rel, doc, &mut regexes);
+            let exposed = crate::sops::check_exposed(rel, doc, &by_rule);
+            found.extend(by_rule.into_iter().chain(exposed));
         }
         self.diagnostics.extend(found);
     }

@@ -241,13 +241,23 @@ pub fn parse_identities(text: &str) -> Result<Vec<Identity>, Error> {
     Ok(out)
 }
 
-/// Reads identities from one key file.
+/// Reads identities from one key file. The user names it on purpose, so a symlink is
+/// followed; a FIFO, a device or more than [`crate::MAX_KEY_FILE_BYTES`] is refused.
 pub fn load_identities_from(path: &Path) -> Result<Vec<Identity>, Error> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| Error::io(path, "cannot read age key file", e))?,
+    let bytes = Zeroizing::new(
+        schema::repofile::read_following(path, crate::MAX_KEY_FILE_BYTES)
+            .map_err(|e| Error::read(path, "cannot read age key file", e))?,
     );
-    parse_identities(&text).map_err(|e| e.in_file(path))
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        Error::read(
+            path,
+            "cannot read age key file",
+            schema::repofile::ReadError::NotUtf8 {
+                offset: e.valid_up_to(),
+            },
+        )
+    })?;
+    parse_identities(text).map_err(|e| e.in_file(path))
 }
 
 /// Loads identities from sops' sources, in sops' order, all of them combined:
