@@ -17,6 +17,7 @@
 mod check;
 mod diag;
 mod docs;
+mod exposure;
 mod jsonschema;
 mod model;
 mod names;
@@ -115,6 +116,7 @@ fn finish(
             .collect(),
     };
     diagnostics.extend(rules::check(&cluster_model, &nodes_model, &sources));
+    diagnostics.extend(exposure::check(&cluster_model, &sources));
 
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     Outcome {
