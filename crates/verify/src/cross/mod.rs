@@ -16,7 +16,10 @@ use crate::kustomize::Obj;
 use crate::tree::Tree;
 
 mod ai;
+mod billing;
 mod envoy_gateway;
+mod exposure;
+mod operations;
 mod ratelimit;
 mod routes;
 mod tls;
@@ -57,6 +60,10 @@ struct Ctx<'a> {
     aigw: Option<Chart<'a>>,
     /// Namespaces holding a HelmRelease whose chart we do not model.
     opaque_namespaces: BTreeSet<String>,
+    /// The Flux graph: which Kustomization applies each object, and their specs.
+    graph: &'a FluxGraph,
+    /// The index (in `graph.kustomizations`) of the Kustomization applying each object.
+    owners: HashMap<Key<'a>, usize>,
 }
 
 /// A HelmRelease of a chart the rules know about.
@@ -69,18 +76,24 @@ struct Chart<'a> {
 pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossStats) {
     // One copy per object: a double apply is the ownership check's finding, not every rule's.
     let mut seen = HashSet::new();
+    let mut owners = HashMap::new();
     let objs: Vec<&Obj> = graph
         .objects
         .iter()
-        .map(|o| &o.obj)
         .filter(|o| {
-            seen.insert((
-                o.group(),
-                o.kind(),
-                o.namespace().unwrap_or_default(),
-                o.name(),
-            ))
+            let o_ = &o.obj;
+            let fresh = seen.insert((
+                o_.group(),
+                o_.kind(),
+                o_.namespace().unwrap_or_default(),
+                o_.name(),
+            ));
+            if fresh {
+                owners.insert((o_.group(), o_.kind(), ns(o_), o_.name()), o.owner);
+            }
+            fresh
         })
+        .map(|o| &o.obj)
         .collect();
     let mut cx = Ctx {
         tree,
@@ -96,6 +109,8 @@ pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossSt
         eg: None,
         aigw: None,
         opaque_namespaces: BTreeSet::new(),
+        graph,
+        owners,
     };
     cx.index();
     cx.find_charts();
@@ -109,6 +124,16 @@ pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossSt
     cx.rate_limits();
     cx.envoy_gateway_prerequisites();
     cx.httproute_backends();
+    // Issue 13: nothing reaches a paid API or an MCP token unless the operator opened it.
+    cx.mcp_header_forgery();
+    cx.mcp_session_seed();
+    cx.open_on_lan();
+    cx.ratelimit_image();
+    cx.retry_billing();
+    cx.azure_authorization_forwarded();
+    cx.redis_exposed();
+    cx.metrics_unscraped();
+    cx.removal_order();
     (cx.diags, cx.stats)
 }
 
@@ -300,5 +325,79 @@ impl<'a> Ctx<'a> {
                 ),
             );
         }
+    }
+}
+
+/// `targetRefs` and the older single `targetRef` of a policy.
+fn targets(policy: &Obj) -> Vec<&Value> {
+    let mut out: Vec<&Value> = arr(&policy.value, "/spec/targetRefs").iter().collect();
+    if let Some(t) = policy.value.pointer("/spec/targetRef") {
+        out.push(t);
+    }
+    out
+}
+
+/// Every `matchLabels` entry is among `labels` (an absent or empty selector matches all).
+fn labels_match(match_labels: Option<&Value>, labels: Option<&Value>) -> bool {
+    let Some(want) = match_labels.and_then(Value::as_object) else {
+        return true;
+    };
+    want.iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// A policy in the Gateway's namespace that applies to the whole Gateway: by `targetRefs` (no
+/// `sectionName`) or by a `targetSelectors` entry for Gateways whose labels match.
+fn policy_selects_gateway(policy: &Obj, gw: &Obj) -> bool {
+    if ns(policy) != ns(gw) {
+        return false;
+    }
+    let by_ref = targets(policy).iter().any(|t| {
+        s(t, "/kind") == Some("Gateway")
+            && s(t, "/name") == Some(gw.name())
+            && t.get("sectionName").is_none()
+    });
+    let by_selector = arr(&policy.value, "/spec/targetSelectors").iter().any(|t| {
+        s(t, "/kind") == Some("Gateway")
+            && labels_match(t.get("matchLabels"), gw.value.pointer("/metadata/labels"))
+    });
+    by_ref || by_selector
+}
+
+/// A policy in the route's namespace naming this route (kind `kind`) in its `targetRefs`.
+fn policy_targets_route(policy: &Obj, kind: &str, route_ns: &str, route_name: &str) -> bool {
+    ns(policy) == route_ns
+        && targets(policy)
+            .iter()
+            .any(|t| s(t, "/kind") == Some(kind) && s(t, "/name") == Some(route_name))
+}
+
+impl<'a> Ctx<'a> {
+    /// The Gateways a route attaches to (parentRefs of kind Gateway that resolve).
+    fn parent_gateways(&self, route: &Obj) -> Vec<&'a Obj> {
+        arr(&route.value, "/spec/parentRefs")
+            .iter()
+            .filter(|p| {
+                s(p, "/kind").unwrap_or("Gateway") == "Gateway"
+                    && s(p, "/group").unwrap_or(GWAPI) == GWAPI
+            })
+            .filter_map(|p| {
+                let gns = s(p, "/namespace").unwrap_or(ns(route));
+                self.find(GWAPI, "Gateway", gns, s(p, "/name")?)
+            })
+            .collect()
+    }
+
+    /// The Flux Kustomization object that applies `o`, if it is one the graph found.
+    fn owner_ks(&self, o: &Obj) -> Option<(usize, &'a Obj)> {
+        let i = *self.owners.get(&(o.group(), o.kind(), ns(o), o.name()))?;
+        let ks = self.graph.kustomizations.get(i)?;
+        ks.obj.as_ref().map(|(obj, _)| (i, obj))
+    }
+
+    /// Whether the Envoy Gateway values set `pointer` (relative to `spec.values`), or may set it
+    /// through `valuesFrom`, which verify does not read.
+    fn eg_value(&self, pointer: &str) -> Option<&Value> {
+        self.eg.as_ref().and_then(|c| c.values.pointer(pointer))
     }
 }

@@ -197,7 +197,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The Envoy Service of every Gateway, as Envoy Gateway names it.
-    fn envoy_services(&self) -> Vec<EnvoyService> {
+    pub(super) fn envoy_services(&self) -> Vec<EnvoyService> {
         let Some(eg) = &self.eg else {
             return Vec::new();
         };
@@ -258,11 +258,12 @@ impl<'a> Ctx<'a> {
     }
 }
 
-struct EnvoyService {
-    gateway: String,
-    namespace: String,
-    name: String,
-    ports: Vec<i64>,
+pub(super) struct EnvoyService {
+    /// `namespace/name` of the Gateway.
+    pub(super) gateway: String,
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) ports: Vec<i64>,
 }
 
 /// Envoy Gateway's name for a Gateway's Envoy Service/Deployment in ControllerNamespace mode:
