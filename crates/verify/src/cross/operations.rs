@@ -60,6 +60,8 @@ impl<'a> Ctx<'a> {
         if !monitored {
             return; // This tree does not scrape with Prometheus Operator at all.
         }
+        // Where the Envoy pods run depends on the deploy mode, which `valuesFrom` may set.
+        let pods_known = !self.deploy_mode_unknown();
         let gateway_ns_mode = self.deploy_mode() == "GatewayNamespace";
         let eg_ns = self.eg.as_ref().map(|c| c.namespace.clone());
         let mut gateways: BTreeMap<(String, String), &'a Obj> = BTreeMap::new();
@@ -68,7 +70,7 @@ impl<'a> Ctx<'a> {
                 gateways.insert((ns(gw).to_owned(), gw.name().to_owned()), gw);
             }
         }
-        for ((gns, gname), gw) in gateways {
+        for ((gns, gname), gw) in gateways.into_iter().filter(|_| pods_known) {
             let Some(pod_ns) = (if gateway_ns_mode {
                 Some(gns.clone())
             } else {
