@@ -865,3 +865,40 @@ fn without_schemas_graph_and_cross_rules_still_run() {
     assert_eq!(r.with_code("verify::schemas_unavailable").len(), 1);
     assert!(!r.stats.schemas_available);
 }
+
+#[test]
+fn mcp_session_seed_set_where_the_v0_4_0_chart_ignores_it() {
+    let t = tree::base();
+    t.mutate(AIGW_HR, |d| {
+        let spec = d[0]["spec"].as_object_mut().unwrap();
+        spec.remove("postRenderers");
+        spec["values"]["controller"] = json!({"mcpSessionEncryptionSeed": "0123456789abcdef"});
+    });
+    let r = t.verify();
+    expect(&r, &["verify::aigw_mcp_session_seed"]);
+    assert!(
+        first(&r, "verify::aigw_mcp_session_seed")
+            .message
+            .contains("(set here, but ignored)")
+    );
+}
+
+#[test]
+fn mcp_session_seed_through_the_value_of_a_later_chart() {
+    let t = tree::base();
+    t.mutate(AIGW_HR, |d| {
+        let spec = d[0]["spec"].as_object_mut().unwrap();
+        spec.remove("postRenderers");
+        spec["values"]["controller"] =
+            json!({"mcp": {"sessionEncryption": {"seed": "0123456789abcdef"}}});
+    });
+    t.mutate(&format!("{AI}/ai-gateway/app/ocirepository.yaml"), |d| {
+        d[0]["spec"]["ref"]["tag"] = json!("v0.5.0");
+    });
+    let r = t.verify();
+    assert!(
+        r.with_code("verify::aigw_mcp_session_seed").is_empty(),
+        "{}",
+        tree::dump(&r)
+    );
+}

@@ -104,6 +104,18 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        // Charts after v0.4.0 pass `controller.mcp.sessionEncryption.seed` themselves.
+        let chart_tag = self.chart_tag(release);
+        let later_chart = chart_tag
+            .as_deref()
+            .is_some_and(|t| !t.trim_start_matches('v').starts_with("0.4"));
+        let chart_value = s(&values, "/controller/mcp/sessionEncryption/seed");
+        if flag.is_none()
+            && later_chart
+            && chart_value.is_some_and(|v| !DEFAULT_SEEDS.contains(&v) && !v.is_empty())
+        {
+            return;
+        }
         let Some(value) = flag else {
             let ignored = values
                 .pointer("/controller/mcpSessionEncryptionSeed")
@@ -120,7 +132,7 @@ impl<'a> Ctx<'a> {
                         "a seed"
                     }
                 ),
-                "keep a generated seed in a sops-encrypted Secret, expose it through `controller.extraEnvVars` (valueFrom.secretKeyRef) and add `--mcpSessionEncryptionSeed=$(VAR)` to the controller's args with a post-renderer patch",
+                "keep a generated seed in a sops-encrypted Secret, expose it through `controller.extraEnvVars` (valueFrom.secretKeyRef) and add `--mcpSessionEncryptionSeed=$(VAR)` to the controller's args with a post-renderer patch (charts after v0.4.0 take `controller.mcp.sessionEncryption.seed` instead)",
             );
             return;
         };
@@ -188,6 +200,19 @@ impl<'a> Ctx<'a> {
                 &format!("render a sops-encrypted Secret `{name}` with key `{key}` in namespace `{chart_ns}`"),
             );
         }
+    }
+
+    /// The chart version a HelmRelease installs (its OCIRepository's `ref.tag`), if known.
+    fn chart_tag(&self, hr: &Obj) -> Option<String> {
+        let r = hr.value.pointer("/spec/chartRef")?;
+        let rns = s(r, "/namespace").unwrap_or(ns(hr));
+        let repo = self.find(
+            crate::flux::SOURCE_GROUP,
+            "OCIRepository",
+            rns,
+            s(r, "/name")?,
+        )?;
+        s(&repo.value, "/spec/ref/tag").map(str::to_owned)
     }
 
     pub(super) fn open_on_lan(&mut self) {
