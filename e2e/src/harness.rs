@@ -254,8 +254,10 @@ impl State {
             println!("==> {}. {}", i + 1, step.title);
             for action in &step.actions {
                 println!("  -> {action}");
-                if matches!(action, Action::Check(_) | Action::WaitKustomization { .. })
-                    && client_cell.get().is_none()
+                if matches!(
+                    action,
+                    Action::Check(_) | Action::WaitKustomization { .. } | Action::Hardening(_)
+                ) && client_cell.get().is_none()
                 {
                     let _ = client_cell.set(crate::live::client().await?);
                 }
@@ -293,6 +295,23 @@ impl State {
                                 .to_string()
                                 .trim_start_matches("traffic: ")
                                 .to_owned(),
+                            ok: verdict.is_ok(),
+                            detail: match verdict {
+                                Ok(detail) | Err(detail) => detail,
+                            },
+                        };
+                        println!("     {outcome}");
+                        self.outcomes.push(outcome);
+                    }
+                    Action::Hardening(spec) => {
+                        let client = client_cell.get().context("no kube client")?;
+                        let verdict = self
+                            .hardening(spec, client)
+                            .await
+                            .unwrap_or_else(|err| Err(format!("{err:#}")));
+                        let outcome = Outcome {
+                            check: "Closed by default",
+                            subject: action.to_string().trim_start_matches("check ").to_owned(),
                             ok: verdict.is_ok(),
                             detail: match verdict {
                                 Ok(detail) | Err(detail) => detail,
@@ -369,7 +388,10 @@ impl State {
                 }
                 kubectl_apply(&object).await
             }
-            Action::WaitKustomization { .. } | Action::Check(_) | Action::Traffic(_) => Ok(()),
+            Action::WaitKustomization { .. }
+            | Action::Check(_)
+            | Action::Traffic(_)
+            | Action::Hardening(_) => Ok(()),
         }
     }
 
@@ -608,6 +630,34 @@ impl State {
             Endpoint::parse(&format!("http://{host}:{port}{path}"), None)?
                 .via(format!("{ip}:{port}").parse()?),
         )
+    }
+
+    /// Issue 13's checks (crate::hardening): gather what they need, act through
+    /// crate::hardening_live.
+    async fn hardening(
+        &self,
+        spec: &crate::hardening::HardeningSpec,
+        client: &kube::Client,
+    ) -> anyhow::Result<traffic::Verdict> {
+        use crate::hardening::HardeningSpec;
+        use crate::hardening_live as live;
+        match spec {
+            HardeningSpec::ForgedMcpHeaders { route, backends } => {
+                let admins: Vec<Endpoint> = self
+                    .mocks
+                    .values()
+                    .filter(|m| matches!(m.spec, MockSpec::Mcp { .. }))
+                    .map(|m| self.admin(m))
+                    .collect::<anyhow::Result<_>>()?;
+                let (ns, name) = &self.plan.view.gateway;
+                let gateway = self.gateway_endpoint("").await?;
+                live::forged_mcp_headers(ns, name, &gateway, &admins, route, backends).await
+            }
+            HardeningSpec::SessionSeed { namespace } => live::session_seed(client, namespace).await,
+            HardeningSpec::NoRetry { route, envoys } => live::no_retry(route, envoys).await,
+            HardeningSpec::RedisIsolated { host, port } => live::redis_isolated(host, *port).await,
+            HardeningSpec::MetricsAnswer { targets } => live::metrics(targets).await,
+        }
     }
 
     async fn traffic(&mut self, spec: &TrafficSpec) -> traffic::Verdict {

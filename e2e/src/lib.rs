@@ -18,6 +18,9 @@ pub mod checks;
 pub mod client;
 pub mod digest;
 pub mod gateway;
+pub mod hardening;
+#[cfg(feature = "live")]
+pub mod hardening_live;
 #[cfg(feature = "live")]
 pub mod harness;
 pub mod http;

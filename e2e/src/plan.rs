@@ -277,6 +277,8 @@ pub enum Action {
     },
     Check(CheckSpec),
     Traffic(TrafficSpec),
+    /// Issue 13: a check that the AI Gateway is closed by default (crate::hardening).
+    Hardening(crate::hardening::HardeningSpec),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -653,6 +655,14 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
         actions: traffic.into_iter().map(Action::Traffic).collect(),
     });
 
+    steps.push(Step {
+        title: "Closed by default (issue 13): forged MCP headers, session seed, retries, Redis, metrics".into(),
+        actions: crate::hardening::specs(tree, &view)
+            .into_iter()
+            .map(Action::Hardening)
+            .collect(),
+    });
+
     Ok(Plan {
         steps,
         kustomizations,
@@ -674,7 +684,7 @@ fn reachable(view: &GatewayView) -> Result<(), String> {
         && service.service_type != "LoadBalancer"
     {
         return Err(format!(
-            "the Envoy Service of Gateway {}/{} is {} (no `ai_gateway_addr` in the config?): the harness reaches the gateway through a LoadBalancer address",
+            "the Envoy Service of Gateway {}/{} is {} (no `ai_gateway_addr` in the config, or no `ai_gateway_client_keys`: without them the own address stays closed): the harness reaches the gateway through a LoadBalancer address",
             view.gateway.0, view.gateway.1, service.service_type
         ));
     }
@@ -1170,6 +1180,7 @@ impl fmt::Display for Action {
                 }
             }
             Action::Traffic(spec) => write!(f, "traffic: {spec}"),
+            Action::Hardening(spec) => write!(f, "check {spec}"),
         }
     }
 }

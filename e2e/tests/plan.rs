@@ -378,7 +378,11 @@ fn plan_follows_the_rendered_files() {
     assert_eq!(checks["Gateway"], ["ai-gateway"]);
     assert_eq!(
         checks["BackendTrafficPolicy"],
-        ["ai-gateway-token-ratelimit", "azure-openai-failover"]
+        [
+            "ai-gateway-token-ratelimit",
+            "aiops-no-retry",
+            "azure-openai-failover"
+        ]
     );
     assert_eq!(checks["SecurityPolicy"], ["azure-openai-client-keys"]);
     assert_eq!(checks["ClientTrafficPolicy"], ["ai-gateway"]);
@@ -532,6 +536,24 @@ fn plan_follows_the_config_options() {
         "ai_gateway_ratelimit_enabled",
     );
     let text = without(&text, "ai_gateway_ratelimit_default_limit");
+    // Without client keys `ai_gateway_addr` is not opened (issue 13), so the harness, which
+    // comes in through that LoadBalancer address, refuses the tree before anything runs.
+    let closed = common::render_config(&text);
+    let err = plan::build(
+        &layout(closed.path()),
+        &Tree::load(closed.path()).unwrap(),
+        &config_from(&text),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("is ClusterIP") && err.contains("ai_gateway_client_keys"),
+        "{err}"
+    );
+    // The same with one client key that no check uses for its budget: the gateway is
+    // reachable again, and no rate-limit or MCP step appears.
+    let text = format!(
+        "{text}ai_gateway_client_keys:\n  - name: \"e2e-app\"\n    key: \"fake-client-key-app\"\n"
+    );
     let rendered = common::render_config(&text);
     let tree = Tree::load(rendered.path()).unwrap();
     let plan = plan::build(&layout(rendered.path()), &tree, &config_from(&text)).unwrap();
@@ -539,10 +561,8 @@ fn plan_follows_the_config_options() {
     for absent in [
         "mcp.e2e.test",
         "traffic: MCP",
-        "client key",
         "budget",
         "envoy-ratelimit",
-        "] SecurityPolicy",
         "/redis",
     ] {
         assert!(!out.contains(absent), "{absent}:\n{out}");
@@ -556,13 +576,11 @@ fn plan_follows_the_config_options() {
         !names.contains(&"mcp") && !names.contains(&"redis"),
         "{names:?}"
     );
-    assert!(traffic(&plan).iter().all(|t| !matches!(
-        t,
-        TrafficSpec::Route {
-            client: Some(_),
-            ..
-        } | TrafficSpec::ClientKeys { .. }
-    )));
+    assert!(
+        traffic(&plan)
+            .iter()
+            .all(|t| !matches!(t, TrafficSpec::Budget { .. } | TrafficSpec::Mcp { .. }))
+    );
     // Failover still follows the two deployments of gpt-4o.
     assert!(matches!(
         traffic(&plan).last(),
@@ -958,4 +976,51 @@ fn root_kustomization_patches_do_what_the_plan_says() {
         backend["spec"]["endpoints"][0]["fqdn"]["hostname"], "mcp.e2e.test",
         "other objects untouched"
     );
+}
+
+/// Issue 13: the live hardening checks follow the rendered tree (e2e/cluster.yaml has MCP with a
+/// token, rate limits, client keys and the gateway's own address).
+#[test]
+fn hardening_checks_follow_the_rendered_files() {
+    use e2e::hardening::{self, HardeningSpec};
+    let rendered = common::render_e2e();
+    let tree = Tree::load(rendered.path()).unwrap();
+    let view = GatewayView::from_tree(&tree).unwrap();
+    let specs = hardening::specs(&tree, &view);
+    let text: Vec<String> = specs.iter().map(ToString::to_string).collect();
+    assert!(
+        specs.contains(&HardeningSpec::ForgedMcpHeaders {
+            route: format!("{NS}/mcp"),
+            backends: vec!["e2e-tools".into()],
+        }),
+        "{text:#?}"
+    );
+    assert!(specs.contains(&HardeningSpec::SessionSeed {
+        namespace: NS.into()
+    }));
+    assert!(
+        specs.contains(&HardeningSpec::NoRetry {
+            route: format!("{NS}/aiops"),
+            envoys: vec![("network".into(), "envoy-internal".into())],
+        }),
+        "{text:#?}"
+    );
+    assert!(specs.contains(&HardeningSpec::RedisIsolated {
+        host: format!("redis.{NS}.svc.cluster.local"),
+        port: 6379,
+    }));
+    let Some(HardeningSpec::MetricsAnswer { targets }) = specs
+        .iter()
+        .find(|s| matches!(s, HardeningSpec::MetricsAnswer { .. }))
+    else {
+        panic!("no metrics check: {text:#?}");
+    };
+    let ports: Vec<u16> = targets.iter().map(|t| t.port).collect();
+    assert_eq!(ports, [19001, 1064, 9090]);
+
+    // The rendered controller and pods these checks judge.
+    let plan = plan::build(&layout(rendered.path()), &tree, &config()).unwrap();
+    let steps = plan.to_string();
+    assert!(steps.contains("forged MCP headers"), "{steps}");
+    assert!(steps.contains("Redis isolated"), "{steps}");
 }

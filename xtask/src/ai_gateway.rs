@@ -49,3 +49,38 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Where the rendered AI Gateway lives in the tree.
+const AI_DIR: &str = "kubernetes/apps/ai-gateway/";
+
+/// When a configure run removes the whole AI Gateway (every rendered file under
+/// `kubernetes/apps/ai-gateway/` goes, none stays), what Flux leaves on the cluster and how to
+/// remove it, in order. `None` for any other run.
+pub fn removal_note(plan: &render::Plan) -> Option<String> {
+    let mut removed = 0;
+    for f in plan.files().iter().filter(|f| f.path.starts_with(AI_DIR)) {
+        match f.action {
+            render::Action::Remove => removed += 1,
+            render::Action::Keep => {}
+            _ => return None, // Still rendered: not a removal.
+        }
+    }
+    (removed > 0).then(|| REMOVAL_NOTE.to_owned())
+}
+
+/// Kept in step with docs/ai-gateway.md, "Disabling the AI Gateway".
+const REMOVAL_NOTE: &str = "\
+note: the AI Gateway was removed from the tree. After you commit and push, Flux deletes its routes,
+  backends, MCP objects, gateway and Redis while the controller keeps running: its Kustomization is
+  orphaned on purpose, so that the controller can remove its finalizers first. Then, by hand:
+  1. wait until `kubectl get aigatewayroutes,aiservicebackends,backendsecuritypolicies,mcproutes -A`
+     lists nothing
+  2. `kubectl delete namespace envoy-ai-gateway-system` (Flux never prunes it): this removes the
+     orphaned controller (its HelmRelease is uninstalled), the controller's Secret
+     `ai-gateway-envoy-ai-gateway-system`, which holds every Azure key, and the MCP session seed
+  3. the four AI Gateway CRDs, kept on purpose: `kubectl delete crd
+     aigatewayroutes.aigateway.envoyproxy.io aiservicebackends.aigateway.envoyproxy.io
+     backendsecuritypolicies.aigateway.envoyproxy.io mcproutes.aigateway.envoyproxy.io`
+  An object that hangs in Terminating because the controller went first needs its finalizer removed:
+  `kubectl -n envoy-ai-gateway-system patch <kind> <name> --type merge -p '{\"metadata\":{\"finalizers\":null}}'`
+";

@@ -308,6 +308,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         ),
     );
 
+    if let Some(note) = crate::ai_gateway::removal_note(&plan) {
+        eprint!("{note}");
+    }
+
     // 5. verify
     let t = Instant::now();
     let verified = match &job.verify {

@@ -483,7 +483,11 @@ fn killed_at_any_moment_configure_leaves_old_or_new_files_and_no_plaintext() {
         // The next run finishes the job, quietly, and the one after changes nothing.
         let out = ok(&["configure", "--no-verify"], dir.path());
         assert!(
-            !out.contains("warning[") && !out.contains("error["),
+            // The config has no client keys: validate says the AI Gateway is open (issue 13),
+            // which is about the config, not about the interrupted run.
+            out.matches("warning[").count()
+                == out.matches("warning[schema::ai_gateway_open]").count()
+                && !out.contains("error["),
             "kill {i}: {out}"
         );
         let finished = snapshot(dir.path());

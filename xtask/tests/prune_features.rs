@@ -44,6 +44,8 @@ struct Scenario {
     must_change: Vec<MustChange>,
     /// A file of the user's own, written before the second run.
     user_file: &'static str,
+    /// Text the second run must print (what the removal leaves on the cluster).
+    note: Option<&'static str>,
 }
 
 fn read(rel: &str) -> String {
@@ -138,6 +140,13 @@ fn run(s: &Scenario) {
     std::fs::write(root.join("nodes.yaml"), &s.nodes.1).unwrap();
     let log = ok(&["configure", "--no-verify"], root);
     let after = snapshot(root);
+    if let Some(note) = s.note {
+        assert!(
+            log.contains(note),
+            "{}: configure did not say {note:?}:\n{log}",
+            s.name
+        );
+    }
 
     let outputs = |t: &BTreeMap<String, Vec<u8>>| -> BTreeSet<String> {
         t.keys()
@@ -311,6 +320,7 @@ fn two_nodes_to_one_removes_spegel_and_the_worker() {
         ],
         // In the removed feature's own directory: the directory must stay for it.
         user_file: "kubernetes/apps/kube-system/spegel/app/NOTES.md",
+        note: None,
     });
 }
 
@@ -335,30 +345,49 @@ fn ai_gateway_off_removes_its_tree_and_the_envoy_gateway_extension() {
             assert!(all.len() > 20, "the AI Gateway tree is missing: {all:?}");
             all
         },
-        must_change: vec![MustChange {
-            path: "kubernetes/apps/network/envoy-gateway/app/helmrelease.yaml",
-            why: "carries the AI Gateway extension, Backend API, rate-limit values and post-renderer",
-            check: |b, a| {
-                only_lines_removed(b, a)?;
-                lacks(
-                    a,
-                    &[
-                        "extensionManager",
-                        "extensionApis",
-                        "rateLimit",
-                        "postRenderers",
-                        "ai-gateway",
-                        "AI Gateway",
-                    ],
-                )?;
-                if a.contains("type: GatewayNamespace") && a.contains("kind: HelmRelease") {
-                    Ok(())
-                } else {
-                    Err("the base Envoy Gateway values went too".into())
-                }
+        must_change: vec![
+            MustChange {
+                path: "kubernetes/apps/network/envoy-gateway/ks.yaml",
+                why: "waits for the AI Gateway's Redis (token rate limit)",
+                check: |b, a| {
+                    only_lines_removed(b, a)?;
+                    lacks(a, &["dependsOn", "redis"])
+                },
             },
-        }],
+            MustChange {
+                path: "kubernetes/flux/cluster/ks.yaml",
+                why: "orphans the AI Gateway controller's Kustomization on removal",
+                check: |b, a| {
+                    only_lines_removed(b, a)?;
+                    lacks(a, &["Orphan", "AI Gateway"])
+                },
+            },
+            MustChange {
+                path: "kubernetes/apps/network/envoy-gateway/app/helmrelease.yaml",
+                why: "carries the AI Gateway extension, Backend API, rate-limit values and post-renderer",
+                check: |b, a| {
+                    only_lines_removed(b, a)?;
+                    lacks(
+                        a,
+                        &[
+                            "extensionManager",
+                            "extensionApis",
+                            "rateLimit",
+                            "postRenderers",
+                            "ai-gateway",
+                            "AI Gateway",
+                        ],
+                    )?;
+                    if a.contains("type: GatewayNamespace") && a.contains("kind: HelmRelease") {
+                        Ok(())
+                    } else {
+                        Err("the base Envoy Gateway values went too".into())
+                    }
+                },
+            },
+        ],
         user_file: "kubernetes/apps/network/envoy-gateway/app/NOTES.md",
+        note: Some("kubectl delete namespace envoy-ai-gateway-system"),
     });
 }
 
@@ -389,5 +418,6 @@ fn proxmox_csi_off_removes_exactly_its_app() {
             },
         }],
         user_file: "kubernetes/apps/kube-system/proxmox-csi/app/NOTES.md",
+        note: None,
     });
 }

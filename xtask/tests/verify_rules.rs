@@ -49,6 +49,12 @@ const AIGW_OCI: &str = "kubernetes/apps/ai-gateway/controller/app/ocirepository.
 const CRDS_KS: &str = "kubernetes/apps/ai-gateway/crds/ks.yaml";
 const EG_HR: &str = "kubernetes/apps/network/envoy-gateway/app/helmrelease.yaml";
 const EG_OCI: &str = "kubernetes/apps/network/envoy-gateway/app/ocirepository.yaml";
+const EG_KS: &str = "kubernetes/apps/network/envoy-gateway/ks.yaml";
+const GATEWAY: &str = "kubernetes/apps/ai-gateway/gateway/app/gateway.yaml";
+const CONTROLLER_KS: &str = "kubernetes/apps/ai-gateway/controller/ks.yaml";
+const CONTROLLER_KUST: &str = "kubernetes/apps/ai-gateway/controller/app/kustomization.yaml";
+const REDIS_SVC: &str = "kubernetes/apps/ai-gateway/redis/app/service.yaml";
+const CLUSTER_KS: &str = "kubernetes/flux/cluster/ks.yaml";
 const ECHO_KS: &str = "kubernetes/apps/default/echo/ks.yaml";
 const ECHO_HR: &str = "kubernetes/apps/default/echo/app/helmrelease.yaml";
 
@@ -918,6 +924,9 @@ fn cases() -> Vec<Case> {
             "verify::httproute_backend",
             |t| t.remove_block(EG_HR, "deploy:"),
         )
+        // The AI gateway's Envoy pods move to `network` too, where the AI PodMonitor does not
+        // look: its GenAI metrics are no longer scraped.
+        .also(&["verify::aigw_metrics_unscraped"])
         .at(HTTPROUTE, "spec.rules[0].backendRefs[0]")
         .check(|ds| help_contains(ds, "ControllerNamespace mode")),
         case(
@@ -1089,8 +1098,243 @@ fn cases() -> Vec<Case> {
         )
         .at(AIGW_HR, "spec.values.envoyGateway.namespace")
         .line("namespace: envoy-gateway-system"),
+        // ---- issue 13: each case puts back what the templates rendered before it ----------
+        case(
+            "MCP routing headers not stripped while the extension fails open",
+            "verify::aigw_mcp_header_forgery",
+            |t| t.remove_block(GATEWAY, "  headers:"),
+        )
+        .at(
+            EG_HR,
+            "spec.values.config.envoyGateway.extensionManager.failOpen",
+        )
+        .line("failOpen: true")
+        .check(|ds| message_contains(ds, "`x-ai-eg-mcp-backend` and `x-ai-eg-mcp-route`")),
+        case(
+            "only one of the two MCP routing headers stripped",
+            "verify::aigw_mcp_header_forgery",
+            |t| t.replace(GATEWAY, "        - x-ai-eg-mcp-route\n", ""),
+        )
+        .check(|ds| message_contains(ds, "without removing `x-ai-eg-mcp-route`")),
+        case(
+            "the controller gets no MCP session seed",
+            "verify::aigw_mcp_session_seed",
+            |t| {
+                t.replace(
+                    AIGW_HR,
+                    "--mcpSessionEncryptionSeed=$(MCP_SESSION_ENCRYPTION_SEED)",
+                    "--extProcLogLevel=info",
+                )
+            },
+        )
+        .at(AIGW_HR, "spec.postRenderers")
+        .check(|ds| message_contains(ds, "built-in MCP session seed")),
+        case(
+            "the MCP session seed is the controller's default",
+            "verify::aigw_mcp_session_seed",
+            |t| {
+                t.replace(
+                    AIGW_HR,
+                    "--mcpSessionEncryptionSeed=$(MCP_SESSION_ENCRYPTION_SEED)",
+                    "--mcpSessionEncryptionSeed=seed",
+                )
+            },
+        )
+        .check(|ds| message_contains(ds, "public default `seed`")),
+        case(
+            "the MCP session seed Secret is not applied",
+            "verify::aigw_mcp_session_seed",
+            |t| {
+                t.replace(CONTROLLER_KUST, "  - ./secret.sops.yaml\n", "")?;
+                t.remove("kubernetes/apps/ai-gateway/controller/app/secret.sops.yaml")
+            },
+        )
+        .at(AIGW_HR, "spec.values.controller.extraEnvVars")
+        .check(|ds| message_contains(ds, "ai-gateway-mcp-session, key `seed`, which does not exist")),
+        case(
+            "the AI gateway's own address opened without client keys",
+            "verify::aigw_open_lan",
+            |t| t.replace(GATEWAY, "        type: ClusterIP\n", "        type: LoadBalancer\n"),
+        )
+        .at(ROUTE, "metadata.name")
+        .check(|ds| {
+            message_contains(ds, "MCPRoute envoy-ai-gateway-system/mcp injects MCP tokens")?;
+            message_contains(ds, "plain-HTTP listener `http` (port 80)")
+        }),
+        case(
+            "the client's Authorization reaches Azure",
+            "verify::azure_authorization_forwarded",
+            |t| {
+                let text = t.read(BACKENDS)?;
+                let from = "  headerMutation:\n    remove:\n      - authorization\n";
+                if text.matches(from).count() != 2 {
+                    return Err(format!("{BACKENDS}: expected two headerMutation blocks"));
+                }
+                t.write(BACKENDS, &text.replace(from, ""))
+            },
+        )
+        .at(BACKENDS, "spec"),
+        case(
+            "Authorization removed in the wrong case",
+            "verify::azure_authorization_forwarded",
+            |t| t.replace_first(BACKENDS, "      - authorization\n", "      - Authorization\n"),
+        )
+        .at(BACKENDS, "spec.headerMutation.remove[0]")
+        .line("- Authorization")
+        .check(|ds| message_contains(ds, "lower case")),
+        case(
+            "the rate-limit image left to global.imageRegistry",
+            "verify::ratelimit_image",
+            |t| t.remove_block(EG_HR, "rateLimitDeployment:"),
+        )
+        .at(EG_HR, "spec.values.global.imageRegistry")
+        .line("imageRegistry: mirror.gcr.io"),
+        case(
+            "token budgets fail open",
+            "verify::ratelimit_fail_open",
+            |t| t.remove_block(EG_HR, "failClosed: true"),
+        )
+        .at(EG_HR, "spec.values.config.envoyGateway"),
+        case(
+            "aiops retried by the internal gateway's policy",
+            "verify::aigw_retry_billing",
+            |t| {
+                t.replace(ROUTES_KUST, "  - ./no-retry-policy.yaml\n", "")?;
+                t.remove("kubernetes/apps/ai-gateway/routes/app/no-retry-policy.yaml")
+            },
+        )
+        .at(HTTPROUTE, "metadata.name")
+        .check(|ds| message_contains(ds, "BackendTrafficPolicy network/envoy retries it (2 retries on reset)")),
+        case(
+            "aiops's own policy merges the internal gateway's retries back in",
+            "verify::aigw_retry_billing",
+            |t| {
+                t.replace(
+                    "kubernetes/apps/ai-gateway/routes/app/no-retry-policy.yaml",
+                    "  retry:\n    numRetries: 0\n",
+                    "  mergeType: StrategicMerge\n",
+                )
+            },
+        )
+        .at(HTTPROUTE, "metadata.name"),
+        case(
+            "Redis open to every pod",
+            "verify::ratelimit_redis_exposed",
+            |t| {
+                t.replace(REDIS_KUST, "  - ./networkpolicy.yaml\n", "")?;
+                t.remove("kubernetes/apps/ai-gateway/redis/app/networkpolicy.yaml")
+            },
+        )
+        .at(REDIS_SVC, "metadata.name"),
+        case(
+            "a Redis NetworkPolicy that admits every source",
+            "verify::ratelimit_redis_exposed",
+            |t| {
+                t.remove_block(
+                    "kubernetes/apps/ai-gateway/redis/app/networkpolicy.yaml",
+                    "- from:",
+                )?;
+                t.replace(
+                    "kubernetes/apps/ai-gateway/redis/app/networkpolicy.yaml",
+                    "  ingress:\n",
+                    "  ingress:\n    - ports:\n        - port: 6379\n",
+                )
+            },
+        ),
+        case(
+            "Envoy Gateway not ordered after its Redis",
+            "verify::ratelimit_redis_order",
+            |t| t.remove_block(EG_KS, "  dependsOn:"),
+        )
+        .at(EG_KS, "spec"),
+        case(
+            "the AI gateway's Envoy pods not scraped",
+            "verify::aigw_metrics_unscraped",
+            |t| t.remove_doc(GATEWAY, "PodMonitor", "ai-gateway"),
+        )
+        .at(GATEWAY, "metadata.name")
+        .check(|ds| message_contains(ds, "Envoy's /stats/prometheus or the external processor's GenAI metrics")),
+        case(
+            "the AI Gateway controller not scraped",
+            "verify::aigw_metrics_unscraped",
+            |t| {
+                t.replace(CONTROLLER_KUST, "  - ./servicemonitor.yaml\n", "")?;
+                t.remove("kubernetes/apps/ai-gateway/controller/app/servicemonitor.yaml")
+            },
+        )
+        .at(AIGW_HR, "metadata.name"),
+        case(
+            "the controller deleted together with the objects it finalizes",
+            "verify::aigw_removal_order",
+            |t| {
+                t.remove_block(
+                    CLUSTER_KS,
+                    "    - # The AI Gateway controller outlives the rest of the AI Gateway. Disabling it removes every",
+                )
+            },
+        )
+        .at(CONTROLLER_KS, "metadata.name")
+        .check(|ds| message_contains(ds, "hang in Terminating")),
     ]
 }
+
+/// The files of the public example that issue 13 changed, as the templates rendered them before
+/// (xtask/tests/fixtures/issue13-before), laid over a fresh rendering; the files issue 13 added
+/// are removed. Every issue-13 rule must fire: each guards a way in that the old tree had.
+fn overlay_issue13_before(t: &Tree) -> Edit {
+    let fixtures = repo().join("xtask/tests/fixtures/issue13-before");
+    let mut stack = vec![fixtures.clone()];
+    let mut n = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "yaml") {
+                let rel = path
+                    .strip_prefix(&fixtures)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                t.read(&rel)?; // only files the current tree still has
+                t.write(&rel, &text)?;
+                n += 1;
+            }
+        }
+    }
+    if n < 10 {
+        return Err(format!("only {n} fixture files"));
+    }
+    for added in [
+        "kubernetes/apps/ai-gateway/controller/app/secret.sops.yaml",
+        "kubernetes/apps/ai-gateway/controller/app/servicemonitor.yaml",
+        "kubernetes/apps/ai-gateway/redis/app/networkpolicy.yaml",
+        "kubernetes/apps/ai-gateway/routes/app/no-retry-policy.yaml",
+    ] {
+        t.remove(added)?;
+    }
+    Ok(())
+}
+
+/// The rules of issue 13, each with the file it must point at in the old rendering.
+const ISSUE13_RULES: &[(&str, &str)] = &[
+    ("verify::aigw_mcp_header_forgery", EG_HR),
+    ("verify::aigw_mcp_session_seed", AIGW_HR),
+    ("verify::aigw_open_lan", ROUTE),
+    ("verify::azure_authorization_forwarded", BACKENDS),
+    ("verify::ratelimit_image", EG_HR),
+    ("verify::ratelimit_fail_open", EG_HR),
+    ("verify::aigw_retry_billing", HTTPROUTE),
+    ("verify::ratelimit_redis_exposed", REDIS_SVC),
+    ("verify::ratelimit_redis_order", EG_KS),
+    ("verify::aigw_metrics_unscraped", GATEWAY),
+    ("verify::aigw_removal_order", CONTROLLER_KS),
+];
 
 // ---- running --------------------------------------------------------------------------------
 
@@ -1302,7 +1546,10 @@ fn every_rule_fires_on_the_rendered_public_example() {
         all.sort_by_key(|(i, _)| *i);
         all.into_iter().map(|(_, r)| r).collect()
     });
-    let failures: Vec<String> = outcomes.iter().filter_map(|r| r.clone().err()).collect();
+    let mut failures: Vec<String> = outcomes.iter().filter_map(|r| r.clone().err()).collect();
+    if let Err(e) = old_rendering_fails_every_issue13_rule(&base, &schemas) {
+        failures.push(format!("old_rendering_fails_every_issue13_rule: {e}"));
+    }
     let fired: BTreeSet<&str> = cases
         .iter()
         .zip(&outcomes)
@@ -1324,18 +1571,62 @@ fn every_rule_fires_on_the_rendered_public_example() {
     );
 }
 
+/// Issue 13's "done when": each new rule fails on the tree the old templates rendered (the
+/// fixture files over a fresh rendering) and passes on the current one (the clean base above).
+fn old_rendering_fails_every_issue13_rule(base: &Path, schemas: &SchemaSet) -> Result<(), String> {
+    let tree = Tree::copy_of(base);
+    overlay_issue13_before(&tree)?;
+    let report = run_verify(tree.root(), schemas);
+    let mut missing = Vec::new();
+    for (code, file) in ISSUE13_RULES {
+        let here = report.with_code(code).iter().any(|d| {
+            d.location
+                .as_ref()
+                .is_some_and(|l| l.file.ends_with(Path::new(file)))
+        });
+        if !here {
+            missing.push(format!("{code} at {file}"));
+        }
+    }
+    let expected: BTreeSet<&str> = ISSUE13_RULES.iter().map(|(c, _)| *c).collect();
+    let others: BTreeSet<&str> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && !expected.contains(d.code.as_str()))
+        .map(|d| d.code.as_str())
+        .collect();
+    if missing.is_empty() && others.is_empty() {
+        eprintln!(
+            "the pre-issue-13 rendering fails all {} issue-13 rules",
+            ISSUE13_RULES.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "did not fire: {missing:?}; other errors: {others:?}\n{}",
+            dump(&report)
+        ))
+    }
+}
+
 /// Rule codes verify can report: `"verify::…"` literals in its sources, the codes its
 /// cross-resource module builds from `"<rule>"` literals, and the codes docs/verify.md lists.
 fn verify_codes() -> BTreeSet<String> {
     let src = repo().join("crates/verify/src");
     let mut codes = BTreeSet::new();
-    for e in std::fs::read_dir(&src).unwrap().flatten() {
+    let cross_dir = src.join("cross");
+    let files = std::fs::read_dir(&src)
+        .unwrap()
+        .chain(std::fs::read_dir(&cross_dir).unwrap())
+        .flatten();
+    for e in files {
         let path = e.path();
         if path.extension().is_none_or(|x| x != "rs") {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let is_cross = path.file_name().is_some_and(|n| n == "cross.rs");
+        // The cross-resource rules pass bare rule names; verify prefixes them.
+        let is_cross = path.starts_with(&cross_dir);
         for lit in text.split('"').skip(1).step_by(2) {
             if let Some(rule) = lit.strip_prefix("verify::") {
                 if is_rule_name(rule) {

@@ -128,6 +128,17 @@ pub fn environment(inputs: &Inputs, scope: &SecretScope) -> Environment<'static>
             .clone()
             .ok_or_else(|| missing("GitHub push token", "github-push-token.txt"))
     });
+    let files = inputs.clone();
+    env.add_function(
+        "derived_secret",
+        move |purpose: &str| -> Result<String, Error> {
+            files
+                .age_private_key
+                .as_deref()
+                .map(|key| crate::derive::derived_secret(key, purpose))
+                .ok_or_else(|| missing("age private key", "age.key"))
+        },
+    );
     let patches = inputs.talos_patches.clone();
     env.add_function("talos_patches", move |dir: &str| -> Value {
         Value::from(minijinja::value::Serde(

@@ -15,6 +15,7 @@
 //! current bytes, and nothing the manifest does not list is ever touched. See `output.rs` for
 //! the manifest format and the crash-safety argument.
 
+mod derive;
 mod engine;
 mod inputs;
 mod output;

@@ -1012,12 +1012,19 @@ fn lesson5_httproute_reaches_the_ai_gateway_service() {
             "{}: HTTPRoute name collides",
             c.name
         );
-        // Its own address only when configured (Cilium LB IPAM); otherwise ClusterIP.
+        // Its own address only when configured (Cilium LB IPAM) and every request needs a client
+        // key (issue 13); otherwise ClusterIP.
         let svc = proxy
             .doc
             .pointer("/spec/provider/kubernetes/envoyService")
             .unwrap();
-        match &c.config.cluster.ai_gateway_addr {
+        let opened = c
+            .config
+            .cluster
+            .ai_gateway_addr
+            .as_ref()
+            .filter(|_| !c.config.cluster.ai_gateway_client_keys.is_empty());
+        match opened {
             Some(addr) => {
                 assert_eq!(str_at(svc, "/type"), "LoadBalancer", "{}", c.name);
                 assert_eq!(
@@ -1681,10 +1688,12 @@ fn failover_priorities_follow_deployment_order() {
             "{}",
             c.name
         );
+        // No retries anywhere, beyond the explicit 0 of `aiops-no-retry` (issue 13).
         assert!(
-            tree.kind("BackendTrafficPolicy")
-                .iter()
-                .all(|p| p.doc.pointer("/spec/retry").is_none()),
+            tree.kind("BackendTrafficPolicy").iter().all(|p| p
+                .doc
+                .pointer("/spec/retry")
+                .is_none_or(|r| r.get("numRetries") == Some(&Value::from(0)))),
             "{}",
             c.name
         );
@@ -2334,4 +2343,411 @@ ai_gateway_client_keys:
         targets("BackendTrafficPolicy", "azure-openai-failover"),
         vec!["HTTPRoute/azure-openai-2"]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13: no path to a paid API or an MCP token that the operator did not open on purpose
+// ---------------------------------------------------------------------------------------------
+
+fn docs_of(r: &Rendered, path: &str) -> Vec<Value> {
+    common::documents(r, path)
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn strings(v: &Value, pointer: &str) -> Vec<String> {
+    arr(v, pointer)
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Envoy Gateway's extension hooks fail open; the per-server MCP routes the controller generates
+/// then sit on the public listener, matched on two client-settable headers. The AI gateway must
+/// strip both before routing.
+#[test]
+fn issue13_mcp_routing_headers_are_stripped_at_the_ai_gateway() {
+    for c in enabled() {
+        let tree = Tree::new(&c.rendered);
+        let fail_open = tree
+            .eg_values()
+            .pointer("/config/envoyGateway/extensionManager/failOpen");
+        assert_eq!(fail_open, Some(&Value::Bool(true)), "{}", c.name);
+        let ctp = tree
+            .one("ClientTrafficPolicy", AI_NS, "ai-gateway")
+            .unwrap_or_else(|| panic!("{}: no ClientTrafficPolicy", c.name));
+        assert_eq!(
+            strings(&ctp.doc, "/spec/headers/earlyRequestHeaders/remove"),
+            ["x-ai-eg-mcp-backend", "x-ai-eg-mcp-route"],
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            str_at(&ctp.doc, "/spec/targetRefs/0/name"),
+            "ai-gateway",
+            "{}",
+            c.name
+        );
+    }
+    // The old comment claimed no credential is ever injected meanwhile; MCP tokens are.
+    let text = case("public").rendered.files[EG_RELEASE].contents.clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(!text.contains("no credentials are injected"), "{text}");
+    assert!(text.contains("x-ai-eg-mcp-backend"), "{text}");
+}
+
+/// The v0.4.0 chart never passes its seed value: configure generates one (stable, derived from
+/// the age key), keeps it in a sops Secret and hands it to the controller as a flag.
+#[test]
+fn issue13_mcp_session_seed_is_generated_and_passed() {
+    const SECRET: &str = "kubernetes/apps/ai-gateway/controller/app/secret.sops.yaml";
+    const HR: &str = "kubernetes/apps/ai-gateway/controller/app/helmrelease.yaml";
+    let seed_of = |r: &Rendered| {
+        let docs = docs_of(r, SECRET);
+        assert_eq!(str_at(&docs[0], "/metadata/name"), "ai-gateway-mcp-session");
+        str_at(&docs[0], "/stringData/seed").to_owned()
+    };
+    let public = seed_of(&case("public").rendered);
+    assert_eq!(public.len(), 64, "{public}");
+    assert!(public.chars().all(|c| c.is_ascii_hexdigit()), "{public}");
+    assert!(!["seed", "default-insecure-seed"].contains(&public.as_str()));
+    // The same on every run with the same age key; another age key, another seed.
+    let again = render_case("public", &read(".github/tests/public.yaml"));
+    assert_eq!(seed_of(&again.rendered), public);
+    let mut other_key = common::fake_inputs();
+    other_key.age_private_key = Some(
+        "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSOTHER".to_owned(),
+    );
+    let other = render::render_templates(
+        &common::repo_root().join("templates"),
+        &case("public").config.context(),
+        &other_key,
+    )
+    .unwrap_or_else(|_| panic!("render with another key"));
+    assert_ne!(seed_of(&other), public);
+
+    for c in enabled() {
+        let hr = &docs_of(&c.rendered, HR)[0];
+        let env = &arr(hr, "/spec/values/controller/extraEnvVars")[0];
+        assert_eq!(
+            str_at(env, "/name"),
+            "MCP_SESSION_ENCRYPTION_SEED",
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            str_at(env, "/valueFrom/secretKeyRef/name"),
+            "ai-gateway-mcp-session"
+        );
+        assert_eq!(str_at(env, "/valueFrom/secretKeyRef/key"), "seed");
+        let patches: Vec<&str> = arr(hr, "/spec/postRenderers/0/kustomize/patches")
+            .iter()
+            .map(|p| str_at(p, "/patch"))
+            .collect();
+        assert!(
+            patches.iter().any(|p| p
+                .contains("value: --mcpSessionEncryptionSeed=$(MCP_SESSION_ENCRYPTION_SEED)")
+                && p.contains("/spec/template/spec/containers/0/args/-")),
+            "{}: {patches:?}",
+            c.name
+        );
+        let kust = kustomization(&c.rendered, "kubernetes/apps/ai-gateway/controller/app").unwrap();
+        assert!(
+            strings(&kust, "/resources").contains(&"./secret.sops.yaml".to_owned()),
+            "{}",
+            c.name
+        );
+        assert_only_in_sops(&c.rendered, &seed_of(&c.rendered));
+    }
+}
+
+/// `ai_gateway_addr` opens a plain-HTTP LoadBalancer on the LAN only when every request needs a
+/// client key; without keys configure says loudly what is open.
+#[test]
+fn issue13_own_address_only_with_client_keys() {
+    let service_type = |c: &Case| {
+        let tree = Tree::new(&c.rendered);
+        let ep = tree.one("EnvoyProxy", AI_NS, "ai-gateway").unwrap();
+        (
+            str_at(&ep.doc, "/spec/provider/kubernetes/envoyService/type").to_owned(),
+            str_at(
+                &ep.doc,
+                "/spec/provider/kubernetes/envoyService/annotations/lbipam.cilium.io~1ips",
+            )
+            .to_owned(),
+        )
+    };
+    // public.yaml: ai_gateway_addr, no client keys.
+    assert!(case("public").config.cluster.ai_gateway_addr.is_some());
+    assert_eq!(
+        service_type(case("public")),
+        ("ClusterIP".into(), String::new())
+    );
+    // full: ai_gateway_addr and client keys.
+    assert_eq!(
+        service_type(case("full")),
+        ("LoadBalancer".into(), "10.10.10.250".into())
+    );
+
+    let warned = |text: &str| {
+        let nodes = read(".github/tests/nodes.yaml");
+        schema::load_str(text, Path::new("c.yaml"), &nodes, Path::new("nodes.yaml"))
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code == "schema::ai_gateway_open")
+            .collect::<Vec<_>>()
+    };
+    let public = warned(&read(".github/tests/public.yaml"));
+    assert_eq!(public.len(), 1, "{public:?}");
+    assert_eq!(public[0].severity, Severity::Warning);
+    assert!(
+        public[0]
+            .message
+            .contains("MCP servers (the gateway adds their tokens)")
+    );
+    assert!(
+        public[0]
+            .message
+            .contains("`x-user-id`, a header the caller chooses")
+    );
+    assert!(public[0].message.contains("ai_gateway_addr stays closed"));
+    assert!(
+        public[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("ai_gateway_client_keys")
+    );
+    assert_eq!(public[0].location.as_ref().map(|l| l.line), Some(33));
+    let private = warned(&read(".github/tests/private.yaml"));
+    assert_eq!(private.len(), 1, "{private:?}");
+    assert!(!private[0].message.contains("ai_gateway_addr"));
+    assert!(warned(&(public_without_ai() + FULL_AI)).is_empty());
+    assert!(warned(&public_without_ai()).is_empty());
+}
+
+/// The rate-limit image comes from its own registry, budgets fail closed, and the deprecated
+/// `rateLimit.type` is gone.
+#[test]
+fn issue13_ratelimit_image_pinned_and_failing_closed() {
+    let tree = Tree::new(&case("public").rendered);
+    let values = tree.eg_values();
+    assert_eq!(str_at(values, "/global/imageRegistry"), "mirror.gcr.io");
+    assert_eq!(
+        str_at(
+            values,
+            "/config/envoyGateway/provider/kubernetes/rateLimitDeployment/container/image"
+        ),
+        "docker.io/envoyproxy/ratelimit:05c08d03"
+    );
+    assert_eq!(
+        values.pointer("/config/envoyGateway/rateLimit/failClosed"),
+        Some(&Value::Bool(true))
+    );
+    let text = tree.text(EG_RELEASE);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("image: docker.io/envoyproxy/ratelimit:"))
+        .unwrap();
+    assert_eq!(
+        lines[at - 1].trim(),
+        "# renovate: datasource=docker depName=docker.io/envoyproxy/ratelimit versioning=loose"
+    );
+    // The deploy type stays beside it (the include lands under provider.kubernetes).
+    assert_eq!(
+        str_at(
+            values,
+            "/config/envoyGateway/provider/kubernetes/deploy/type"
+        ),
+        "GatewayNamespace"
+    );
+    let btp = tree
+        .one("BackendTrafficPolicy", AI_NS, "ai-gateway-token-ratelimit")
+        .unwrap();
+    assert!(btp.doc.pointer("/spec/rateLimit/type").is_none());
+    assert!(btp.doc.pointer("/spec/rateLimit/global/rules/0").is_some());
+    // Without the rate limit, nothing of it.
+    let private = Tree::new(&case("private").rendered);
+    let v = private.eg_values();
+    assert!(
+        v.pointer("/config/envoyGateway/provider/kubernetes/rateLimitDeployment")
+            .is_none()
+    );
+    assert!(v.pointer("/config/envoyGateway/rateLimit").is_none());
+}
+
+/// Nothing in front of the AI gateway retries a completion: the aiops route has its own policy
+/// without retries (it replaces the Gateway's), and failover never retries on `reset`.
+#[test]
+fn issue13_completions_are_not_retried() {
+    for c in enabled() {
+        let tree = Tree::new(&c.rendered);
+        let btp = tree
+            .one("BackendTrafficPolicy", AI_NS, "aiops-no-retry")
+            .unwrap_or_else(|| panic!("{}: no aiops-no-retry", c.name));
+        assert_eq!(str_at(&btp.doc, "/spec/targetRefs/0/kind"), "HTTPRoute");
+        assert_eq!(str_at(&btp.doc, "/spec/targetRefs/0/name"), "aiops");
+        assert_eq!(
+            btp.doc.pointer("/spec/retry/numRetries"),
+            Some(&Value::from(0))
+        );
+        assert!(btp.doc.pointer("/spec/mergeType").is_none(), "{}", c.name);
+        assert!(tree.one("HTTPRoute", AI_NS, "aiops").is_some());
+        for f in tree.kind("BackendTrafficPolicy") {
+            assert!(
+                !strings(&f.doc, "/spec/retry/retryOn/triggers").contains(&"reset".to_owned()),
+                "{}: {} retries on reset",
+                c.name,
+                f.id()
+            );
+        }
+    }
+    // The case with a failover policy still fails over on connect failures.
+    let full = Tree::new(&case("full").rendered);
+    let failover = full
+        .one("BackendTrafficPolicy", AI_NS, "azure-openai-failover")
+        .unwrap();
+    assert_eq!(
+        strings(&failover.doc, "/spec/retry/retryOn/triggers"),
+        ["connect-failure", "retriable-status-codes"]
+    );
+}
+
+/// OpenAI SDKs always send `Authorization`; Azure gets only its `api-key`.
+#[test]
+fn issue13_authorization_never_reaches_azure() {
+    for c in enabled() {
+        let tree = Tree::new(&c.rendered);
+        let backends = tree.kind("AIServiceBackend");
+        assert!(!backends.is_empty());
+        for sb in backends {
+            assert_eq!(
+                strings(&sb.doc, "/spec/headerMutation/remove"),
+                ["authorization"],
+                "{}: {}",
+                c.name,
+                sb.id()
+            );
+        }
+    }
+}
+
+/// Redis answers only Envoy Gateway's rate-limit service, and Envoy Gateway starts after it.
+#[test]
+fn issue13_redis_only_for_the_rate_limit_service() {
+    let r = &case("public").rendered;
+    let tree = Tree::new(r);
+    let np = tree.one("NetworkPolicy", AI_NS, "redis").unwrap();
+    let deploy = tree.one("Deployment", AI_NS, "redis").unwrap();
+    assert_eq!(
+        np.doc.pointer("/spec/podSelector/matchLabels"),
+        deploy.doc.pointer("/spec/selector/matchLabels")
+    );
+    assert_eq!(strings(&np.doc, "/spec/policyTypes"), ["Ingress"]);
+    let from = &arr(&np.doc, "/spec/ingress")[0];
+    assert_eq!(arr(from, "/from").len(), 1);
+    assert_eq!(
+        str_at(
+            from,
+            "/from/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name"
+        ),
+        EG_NS
+    );
+    assert_eq!(
+        str_at(
+            from,
+            "/from/0/podSelector/matchLabels/app.kubernetes.io~1name"
+        ),
+        "envoy-ratelimit"
+    );
+    assert_eq!(from.pointer("/ports/0/port"), Some(&Value::from(6379)));
+    let eg_ks = tree
+        .flux
+        .iter()
+        .find(|k| k.namespace == EG_NS && k.name == "envoy-gateway")
+        .unwrap();
+    assert!(
+        eg_ks
+            .depends_on
+            .contains(&("redis".to_owned(), Some(AI_NS.to_owned()))),
+        "{eg_ks:?}"
+    );
+    // No rate limit, no Redis, no dependency.
+    let private = Tree::new(&case("private").rendered);
+    let eg_ks = private
+        .flux
+        .iter()
+        .find(|k| k.namespace == EG_NS && k.name == "envoy-gateway")
+        .unwrap();
+    assert!(eg_ks.depends_on.is_empty(), "{eg_ks:?}");
+}
+
+/// The AI gateway's Envoy, its external processor and the controller are scraped.
+#[test]
+fn issue13_ai_gateway_metrics_are_scraped() {
+    for c in enabled() {
+        let tree = Tree::new(&c.rendered);
+        let pm = tree.one("PodMonitor", AI_NS, "ai-gateway").unwrap();
+        let ports: Vec<(&str, &str)> = arr(&pm.doc, "/spec/podMetricsEndpoints")
+            .iter()
+            .map(|e| (str_at(e, "/port"), str_at(e, "/path")))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("metrics", "/stats/prometheus"),
+                ("aigw-metrics", "/metrics")
+            ]
+        );
+        assert_eq!(
+            str_at(
+                &pm.doc,
+                "/spec/selector/matchLabels/gateway.envoyproxy.io~1owning-gateway-name"
+            ),
+            "ai-gateway"
+        );
+        let sm = tree
+            .one("ServiceMonitor", AI_NS, "ai-gateway-controller")
+            .unwrap();
+        assert_eq!(str_at(&sm.doc, "/spec/endpoints/0/port"), "http-metrics");
+        assert_eq!(
+            str_at(
+                &sm.doc,
+                "/spec/selector/matchLabels/app.kubernetes.io~1instance"
+            ),
+            "ai-gateway-controller"
+        );
+    }
+}
+
+/// Removing the AI Gateway must not delete the controller before the objects it finalizes.
+#[test]
+fn issue13_controller_is_orphaned_on_removal() {
+    const CLUSTER_KS: &str = "kubernetes/flux/cluster/ks.yaml";
+    for c in enabled() {
+        let ks = &docs_of(&c.rendered, CLUSTER_KS)[0];
+        let patches = arr(ks, "/spec/patches");
+        let all = patches
+            .iter()
+            .position(|p| p.pointer("/target/name").is_none())
+            .unwrap();
+        let orphan = patches
+            .iter()
+            .position(|p| str_at(p, "/target/name") == "controller")
+            .unwrap_or_else(|| panic!("{}: no patch for the controller", c.name));
+        assert!(orphan > all, "{}: the Orphan patch must come last", c.name);
+        assert_eq!(str_at(&patches[orphan], "/target/namespace"), AI_NS);
+        let patch = parse_yaml(str_at(&patches[orphan], "/patch"));
+        assert_eq!(str_at(&patch, "/spec/deletionPolicy"), "Orphan");
+        assert!(
+            str_at(&patches[all], "/patch").contains("deletionPolicy: WaitForTermination"),
+            "{}",
+            c.name
+        );
+    }
+    let disabled = &docs_of(&case("disabled").rendered, CLUSTER_KS)[0];
+    assert_eq!(arr(disabled, "/spec/patches").len(), 1);
 }

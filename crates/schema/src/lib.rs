@@ -17,6 +17,7 @@
 mod check;
 mod diag;
 mod docs;
+mod exposure;
 mod jsonschema;
 mod model;
 mod names;
@@ -121,6 +122,10 @@ fn finish(
             .collect(),
     };
     diagnostics.extend(rules::check(&cluster_model, &nodes_model, &sources));
+    // What a valid configuration will expose once deployed; said only when it will deploy.
+    if !diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostics.extend(exposure::check(&cluster_model, &sources));
+    }
 
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     Outcome {

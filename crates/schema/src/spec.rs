@@ -388,7 +388,7 @@ pub static CLUSTER: &[Field] = &[
     field(
         "ai_gateway_addr",
         Ty::Ipv4,
-        "Own load-balancer address for the AI gateway. Unset: `aiops.<domain>` is served through the internal gateway at `cluster_gateway_addr`.",
+        "Own load-balancer address for the AI gateway (plain HTTP, port 80), opened only when `ai_gateway_client_keys` is set. Unset, or without client keys: `aiops.<domain>` is served through the internal gateway at `cluster_gateway_addr`.",
         Section::AiGateway,
     ),
     with_default(

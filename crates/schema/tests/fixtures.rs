@@ -196,8 +196,12 @@ fn repository_test_configs_are_valid() {
     let nodes = repo_root().join(".github/tests/nodes.yaml");
     for name in ["public.yaml", "private.yaml"] {
         let out = schema::load(&repo_root().join(".github/tests").join(name), &nodes);
-        assert!(
-            out.diagnostics.is_empty(),
+        // The seed's configs have no client keys and must stay valid; that the AI Gateway is
+        // then open is exactly what issue 13 wants said, so that warning (and nothing else).
+        let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["schema::ai_gateway_open"],
             "{name}:\n{}",
             show(&out.diagnostics)
         );

@@ -280,7 +280,9 @@ fn second_kustomization_double_applies_a_directory() {
         "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: ai-gateway\n  namespace: flux-system\nspec:\n  interval: 1h\n  path: ./kubernetes/apps/envoy-ai-gateway-system\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
     );
     let r = t.verify();
-    expect(&r, &["verify::double_apply"]);
+    // The second owner prunes the controller together with everything else when it goes, and
+    // it is not orphaned like the cluster-apps child is: issue 13's removal-order rule says so.
+    expect(&r, &["verify::double_apply", "verify::aigw_removal_order"]);
     assert!(
         first(&r, "verify::double_apply")
             .message
@@ -735,7 +737,10 @@ fn envoy_gateway_calls_the_wrong_extension_service() {
 fn ai_gateway_chart_points_at_the_wrong_envoy_gateway_namespace() {
     let t = tree::base();
     t.mutate(AIGW_HR, |d| {
-        d[0]["spec"].as_object_mut().unwrap().remove("values");
+        d[0]["spec"]["values"]
+            .as_object_mut()
+            .unwrap()
+            .remove("envoyGateway");
     });
     let r = t.verify();
     expect(&r, &["verify::aigw_eg_namespace"]);
@@ -790,10 +795,10 @@ fn lesson_5_controller_namespace_mode_uses_hashed_names() {
     // Without GatewayNamespace mode the Envoy Service is not named after the Gateway.
     let t = tree::base();
     t.mutate(EG_HR, |d| {
-        eg_config(d)["provider"]
+        eg_config(d)["provider"]["kubernetes"]
             .as_object_mut()
             .unwrap()
-            .remove("kubernetes");
+            .remove("deploy");
     });
     let r = t.verify();
     expect(&r, &["verify::httproute_backend"]);
@@ -859,4 +864,41 @@ fn without_schemas_graph_and_cross_rules_still_run() {
     expect(&r, &["verify::backend_tls_missing"]);
     assert_eq!(r.with_code("verify::schemas_unavailable").len(), 1);
     assert!(!r.stats.schemas_available);
+}
+
+#[test]
+fn mcp_session_seed_set_where_the_v0_4_0_chart_ignores_it() {
+    let t = tree::base();
+    t.mutate(AIGW_HR, |d| {
+        let spec = d[0]["spec"].as_object_mut().unwrap();
+        spec.remove("postRenderers");
+        spec["values"]["controller"] = json!({"mcpSessionEncryptionSeed": "0123456789abcdef"});
+    });
+    let r = t.verify();
+    expect(&r, &["verify::aigw_mcp_session_seed"]);
+    assert!(
+        first(&r, "verify::aigw_mcp_session_seed")
+            .message
+            .contains("(set here, but ignored)")
+    );
+}
+
+#[test]
+fn mcp_session_seed_through_the_value_of_a_later_chart() {
+    let t = tree::base();
+    t.mutate(AIGW_HR, |d| {
+        let spec = d[0]["spec"].as_object_mut().unwrap();
+        spec.remove("postRenderers");
+        spec["values"]["controller"] =
+            json!({"mcp": {"sessionEncryption": {"seed": "0123456789abcdef"}}});
+    });
+    t.mutate(&format!("{AI}/ai-gateway/app/ocirepository.yaml"), |d| {
+        d[0]["spec"]["ref"]["tag"] = json!("v0.5.0");
+    });
+    let r = t.verify();
+    assert!(
+        r.with_code("verify::aigw_mcp_session_seed").is_empty(),
+        "{}",
+        tree::dump(&r)
+    );
 }
