@@ -129,9 +129,11 @@ pub fn environment(inputs: &Inputs, scope: &SecretScope) -> Environment<'static>
             .ok_or_else(|| missing("GitHub push token", "github-push-token.txt"))
     });
     let files = inputs.clone();
+    let sc = scope.clone();
     env.add_function(
         "derived_secret",
         move |purpose: &str| -> Result<String, Error> {
+            sc.check("derived_secret()")?;
             files
                 .age_private_key
                 .as_deref()

@@ -662,6 +662,7 @@ mod tests {
         for body in [
             "k: #{ age_key('private') }#\n",
             "k: #{ github_push_token() | b64encode }#\n",
+            "k: #{ derived_secret('mcp-session') }#\n",
             "k: #{ cloudflare_token }#\n",
             "k: #{ d[0].api_key }#\n",
             "#% include 'p.partial.yaml.j2' %#",

@@ -442,15 +442,18 @@ mod tests {
         for _ in 0..250 {
             text.push_str("  - *s\n");
         }
-        // 250 copies of 500 KB = 125 MB, more than the manifests budget of 96 MiB.
+        // 250 copies of 500 KB = 125 MB, more than the manifests budget.
         assert!(text.len() < 1 << 20);
+        assert!(250 * 500_000 > LIMITS.max_expanded_bytes);
         // Not `unwrap_err`: on failure its message would print the whole tree.
         let Err(err) = parse_documents(&text) else {
             panic!("the alias bomb was expanded")
         };
         assert!(
-            err.to_string()
-                .contains("expands to more than 100663296 bytes of text"),
+            err.to_string().contains(&format!(
+                "expands to more than {} bytes of text",
+                LIMITS.max_expanded_bytes
+            )),
             "{err}"
         );
         // Collections are charged by their contents too.
