@@ -151,7 +151,7 @@ fn generate(scratch: &Path) -> Result<Vec<Case>> {
             1_300_000,
         ),
         (
-            "verify: one ConfigMap just under the 32 MiB file limit",
+            "verify: one ConfigMap just under the 16 MiB file limit",
             manifests_max - 4096,
         ),
     ] {
@@ -193,6 +193,58 @@ fn generate(scratch: &Path) -> Result<Vec<Case>> {
     cases.push(Case {
         name: "verify: string alias bomb in a manifest (4 MiB aliased 100,000 times)",
         args: vec!["verify".into(), s(&dir), "--no-schemas".into()],
+        cwd: dir,
+        input_bytes: n,
+    });
+
+    // secrets decrypt: the largest sops file it reads (a Secret of many keys, encrypted with a
+    // throwaway key), and one just over the cap.
+    let dir = scratch.join("sops");
+    configure::write_throwaway_keys(&dir)?;
+    let ids = secrets::load_identities_from(&dir.join(render::AGE_KEY_FILE))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let recipient = ids
+        .first()
+        .map(|i| i.recipient().to_string())
+        .context("no identity in the throwaway key")?;
+    let config = secrets::SopsConfig::parse(&format!(
+        "creation_rules:\n  - path_regex: .*\\.sops\\.ya?ml\n    encrypted_regex: ^(data|stringData)$\n    mac_only_encrypted: true\n    age: {recipient}\n"
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let max = secrets::MAX_FILE_BYTES as usize;
+    let mut plain = String::from("apiVersion: v1\nkind: Secret\nmetadata:\n  name: big\nstringData:\n");
+    let mut i = 0;
+    // Encryption makes a short value about five times longer (base64, IV, tag): stop at 15%.
+    while plain.len() < max * 3 / 20 {
+        let _ = writeln!(plain, "  key{i}: value-{i:08}");
+        i += 1;
+    }
+    let sealed = secrets::encrypt("big.sops.yaml", &plain, &config, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = write(&dir, "big.sops.yaml", &sealed)?;
+    cases.push(Case {
+        name: "secrets decrypt: a sops file of many keys under the 8 MiB cap",
+        args: vec![
+            "secrets".into(),
+            "decrypt".into(),
+            "--age-key-file".into(),
+            s(&dir.join(render::AGE_KEY_FILE)),
+            s(&dir.join("big.sops.yaml")),
+        ],
+        cwd: dir.clone(),
+        input_bytes: n,
+    });
+    let over = format!("{sealed}#{}\n", "x".repeat(max));
+    let n = write(&dir, "over.sops.yaml", &over)?;
+    cases.push(Case {
+        name: "secrets decrypt: a sops file just over the 8 MiB cap",
+        args: vec![
+            "secrets".into(),
+            "decrypt".into(),
+            "--age-key-file".into(),
+            s(&dir.join(render::AGE_KEY_FILE)),
+            s(&dir.join("over.sops.yaml")),
+        ],
         cwd: dir,
         input_bytes: n,
     });
