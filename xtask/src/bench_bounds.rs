@@ -212,7 +212,8 @@ fn generate(scratch: &Path) -> Result<Vec<Case>> {
     ))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let max = secrets::MAX_FILE_BYTES as usize;
-    let mut plain = String::from("apiVersion: v1\nkind: Secret\nmetadata:\n  name: big\nstringData:\n");
+    let mut plain =
+        String::from("apiVersion: v1\nkind: Secret\nmetadata:\n  name: big\nstringData:\n");
     let mut i = 0;
     // Encryption makes a short value about five times longer (base64, IV, tag): stop at 15%.
     while plain.len() < max * 3 / 20 {

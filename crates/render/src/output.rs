@@ -411,16 +411,7 @@ pub fn plan(
                 )
                 .with_help("configure only removes files a template could have written; if the file is really stale, delete it yourself"),
             );
-            stale.push(Planned {
-                path: path.clone(),
-                action: Action::Keep,
-                secret: is_secret(path),
-                source: entry.source.clone(),
-                new: None,
-                old: None,
-                executable: false,
-                replaces: None,
-            });
+            stale.push(Planned::stale(path, entry, Action::Keep, None));
             continue;
         }
         if let Err(d) = ancestors.check(path) {
@@ -440,16 +431,7 @@ pub fn plan(
         };
         let Some(old_bytes) = old else {
             // Already gone; it only leaves the manifest (and maybe an empty directory).
-            stale.push(Planned {
-                path: path.clone(),
-                action: Action::Remove,
-                secret: is_secret(path),
-                source: entry.source.clone(),
-                new: None,
-                old: None,
-                executable: false,
-                replaces: None,
-            });
+            stale.push(Planned::stale(path, entry, Action::Remove, None));
             continue;
         };
         let action = if entry.vouches_for(&sha256_hex(&old_bytes)) {
@@ -468,16 +450,7 @@ pub fn plan(
             );
             Action::Keep
         };
-        stale.push(Planned {
-            path: path.clone(),
-            action,
-            secret: is_secret(path),
-            source: entry.source.clone(),
-            new: None,
-            old: Some(old_bytes),
-            executable: false,
-            replaces: None,
-        });
+        stale.push(Planned::stale(path, entry, action, Some(old_bytes)));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -533,6 +506,20 @@ pub fn plan(
 }
 
 impl Planned {
+    /// A path the manifest lists and this run does not render.
+    fn stale(path: &str, entry: &Entry, action: Action, old: Option<Vec<u8>>) -> Planned {
+        Planned {
+            path: path.to_owned(),
+            action,
+            secret: is_secret(path),
+            source: entry.source.clone(),
+            new: None,
+            old,
+            executable: false,
+            replaces: None,
+        }
+    }
+
     /// Whether carrying out the plan deletes a file at this path.
     pub fn removes_file(&self) -> bool {
         self.action == Action::Remove && self.old.is_some()

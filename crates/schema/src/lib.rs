@@ -41,6 +41,18 @@ pub use model::{AzureDeployment, ClientKey, Cluster, Config, McpServer, Model, N
 pub use names::{AI_GATEWAY, AI_HOSTNAME_PREFIX, AI_NAMESPACE, ROUTE_RULES_MAX};
 pub use net::Cidr;
 
+/// Top-level keys of a `*.sops.*` document that may stay in plaintext: what Kubernetes and Flux
+/// need to route the object without decrypting it, and sops' own metadata. One list for the
+/// sealing check (`secrets`) and the tree check (`verify`).
+pub const SOPS_IDENTITY_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "type",
+    "immutable",
+    "sops",
+];
+
 /// The result of loading both files.
 #[derive(Debug)]
 pub struct Outcome {

@@ -9,16 +9,8 @@
 use crate::error::Error;
 use crate::yaml::{MapItem, Node, parse_documents};
 
-/// Top-level keys that identify an object and may stay in plaintext: what Kubernetes and Flux
-/// need to route the object without decrypting it, and sops' own metadata.
-pub const IDENTITY_KEYS: &[&str] = &[
-    "apiVersion",
-    "kind",
-    "metadata",
-    "type",
-    "immutable",
-    "sops",
-];
+/// Top-level keys that identify an object and may stay in plaintext (shared with verify).
+pub use schema::SOPS_IDENTITY_KEYS as IDENTITY_KEYS;
 
 /// The dotted key paths (list indices left out, as in sops' AAD) of every scalar in `text`
 /// (a sealed sops YAML file) that is outside [`IDENTITY_KEYS`] and not an `ENC[AES256_GCM,…]`

@@ -13,16 +13,7 @@ use std::path::Path;
 use schema::Diagnostic;
 use schema::yaml::{Node, Value};
 
-/// Top-level keys that may stay in plaintext: the object's identity and sops' metadata. The
-/// same list as `secrets::IDENTITY_KEYS` (verify does not link the crypto crate).
-pub(crate) const IDENTITY_KEYS: &[&str] = &[
-    "apiVersion",
-    "kind",
-    "metadata",
-    "type",
-    "immutable",
-    "sops",
-];
+use schema::SOPS_IDENTITY_KEYS as IDENTITY_KEYS;
 
 /// One diagnostic per key path of `doc` holding a plaintext scalar outside [`IDENTITY_KEYS`];
 /// paths already reported in `known` (by the selection-rule check) are skipped. Empty strings
