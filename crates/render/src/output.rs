@@ -77,8 +77,14 @@ pub const OUTPUT_MAX_BYTES: u64 = 32 << 20;
 pub fn may_remove(rendered: &Rendered, path: &str) -> bool {
     is_safe_relative(path)
         && !is_reserved(path)
-        && !path.split('/').any(|c| c.eq_ignore_ascii_case(".git"))
+        && !is_inside_git(path)
         && rendered.producible.contains(path)
+}
+
+/// Whether a `/`-separated path has a `.git` component (any case): no output is written or
+/// removed there (a hook would run code on the next git command).
+pub(crate) fn is_inside_git(path: &str) -> bool {
+    path.split('/').any(|c| c.eq_ignore_ascii_case(".git"))
 }
 
 /// Holds the output root's lock until dropped: two runs never plan or write one tree at once.

@@ -195,7 +195,7 @@ fn find_sources(
             removable = producible(&files);
         }
         for rel in files {
-            if rel.split('/').any(|c| c.eq_ignore_ascii_case(".git")) {
+            if crate::output::is_inside_git(&rel) {
                 diags.push(
                     Diagnostic::error(
                         "render::reserved_name",

@@ -37,10 +37,8 @@ impl<'a> Checker<'a> {
         help: Option<String>,
     ) {
         // A message about a secret key never quotes its value (it would reach a CI log).
-        let field = path.rsplit('.').next().unwrap_or(path);
-        let field = field.split('[').next().unwrap_or(field);
         let text = node.scalar_text();
-        let message = if SECRET_FIELDS.contains(&field) && !text.is_empty() {
+        let message = if is_secret_path(path) && !text.is_empty() {
             message.replace(&text, "(value not shown)")
         } else {
             message
@@ -345,11 +343,8 @@ impl<'a> Checker<'a> {
             Value::Str(s) => {
                 // Secret values reach the cluster encrypted, past kustomize; everything else
                 // goes through kustomize (go-yaml), which refuses or rewrites these characters.
-                let field = path.rsplit('.').next().unwrap_or(path);
-                let field = field.split('[').next().unwrap_or(field);
-                if !SECRET_FIELDS.contains(&field)
-                    && let Some(c) = s.chars().find(|c| is_unportable(*c))
-                {
+                let secret = is_secret_path(path);
+                if !secret && let Some(c) = s.chars().find(|c| is_unportable(*c)) {
                     self.error(
                         "unsafe_char",
                         path,
@@ -359,7 +354,7 @@ impl<'a> Checker<'a> {
                     );
                     return None;
                 }
-                if !SECRET_FIELDS.contains(&field) && s.contains("${") {
+                if !secret && s.contains("${") {
                     self.error(
                         "flux_substitution",
                         path,
@@ -466,6 +461,13 @@ pub const SECRET_FIELDS: &[&str] = &[
     "api_key",
     "key",
 ];
+
+/// Whether the dotted key path (`ai_gateway_azure_deployments[1].api_key`) ends in a secret key.
+pub fn is_secret_path(path: &str) -> bool {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    let field = field.split('[').next().unwrap_or(field);
+    SECRET_FIELDS.contains(&field)
+}
 
 /// Characters go-yaml (in kustomize, hence Flux) refuses (DEL, C1 controls, the byte-order mark,
 /// noncharacters U+FFFE/U+FFFF) or rewrites as line breaks (NEL, U+2028, U+2029).

@@ -189,11 +189,9 @@ impl Diagnostic {
     /// is about: it is not quoted, so the value never reaches a terminal or a CI log. (A list
     /// item such as a client `key` sits on its own line too.)
     fn quotes_a_secret(&self, line: &str) -> bool {
-        let field = self.path.rsplit('.').next().unwrap_or(&self.path);
-        let field = field.split('[').next().unwrap_or(field);
         // A missing key points at the document's start, which holds no value of it.
         let about_its_value = self.code != "schema::missing_key";
-        (about_its_value && crate::check::SECRET_FIELDS.contains(&field)) || has_secret_key(line)
+        (about_its_value && crate::check::is_secret_path(&self.path)) || has_secret_key(line)
     }
 
     /// Renders with the source read from disk (relative paths against `base`), falling back to

@@ -165,7 +165,15 @@ impl Node {
 
     /// The text of a scalar as a key or in a message (`true`, `42`, `foo`); collections give "".
     pub fn scalar_text(&self) -> String {
-        match &self.value {
+        self.value.scalar_text()
+    }
+}
+
+impl Value {
+    /// See [`Node::scalar_text`]. Distinct floats give distinct texts (shortest round-trip
+    /// form), which duplicate-key detection relies on.
+    pub fn scalar_text(&self) -> String {
+        match self {
             Value::Null => "null".to_owned(),
             Value::Bool(b) => b.to_string(),
             Value::Int(i) => i.to_string(),
@@ -174,9 +182,7 @@ impl Node {
             Value::Seq(_) | Value::Map(_) => String::new(),
         }
     }
-}
 
-impl Value {
     pub fn kind(&self) -> &'static str {
         match self {
             Value::Null => "null",
@@ -392,20 +398,9 @@ fn key_identity(v: &Value) -> Option<(u8, String)> {
     let text = match v {
         // -0.0 == 0.0 as keys, like the comparison this replaces.
         Value::Float(f) if *f == 0.0 => "0".to_owned(),
-        _ => v_text(v),
+        _ => v.scalar_text(),
     };
     Some((tag, text))
-}
-
-fn v_text(v: &Value) -> String {
-    match v {
-        Value::Float(f) => format!("{:?}", f),
-        Value::Str(s) => s.clone(),
-        Value::Null => String::new(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Seq(_) | Value::Map(_) => String::new(),
-    }
 }
 
 fn scalar_bytes(v: &Value) -> usize {
