@@ -80,68 +80,65 @@ fn generate(scratch: &Path) -> Result<Vec<Case>> {
         Ok(text.len() as u64)
     };
     let config_max = schema::yaml::Limits::CONFIG.max_bytes;
+    // A `validate` case: `text` as cluster.yaml, an empty nodes.yaml.
+    let mut validate = |name: &'static str, dir_name: &str, text: &str| -> Result<()> {
+        let dir = scratch.join(dir_name);
+        let n = write(&dir, "cluster.yaml", text)?;
+        write(&dir, "nodes.yaml", "nodes: []\n")?;
+        cases.push(Case {
+            name,
+            args: vec!["validate".into()],
+            cwd: dir,
+            input_bytes: n,
+        });
+        Ok(())
+    };
 
     // cluster.yaml: as many distinct keys as fit (each an unknown-key error).
-    let dir = scratch.join("many-keys");
     let mut text = String::new();
     let mut i = 0;
     while text.len() + 16 < config_max {
         let _ = writeln!(text, "k{i}: 1");
         i += 1;
     }
-    let n = write(&dir, "cluster.yaml", &text)?;
-    write(&dir, "nodes.yaml", "nodes: []\n")?;
-    cases.push(Case {
-        name: "validate: cluster.yaml of 1 MiB, every line an unknown key",
-        args: vec!["validate".into()],
-        cwd: dir,
-        input_bytes: n,
-    });
+    validate(
+        "validate: cluster.yaml of 1 MiB, every line an unknown key",
+        "many-keys",
+        &text,
+    )?;
 
     // cluster.yaml: one key repeated to the byte limit (duplicate keys).
-    let dir = scratch.join("duplicates");
     let text = "a: 1\n".repeat(config_max / 5);
-    let n = write(&dir, "cluster.yaml", &text)?;
-    write(&dir, "nodes.yaml", "nodes: []\n")?;
-    cases.push(Case {
-        name: "validate: cluster.yaml of 1 MiB, one key repeated 200,000 times",
-        args: vec!["validate".into()],
-        cwd: dir,
-        input_bytes: n,
-    });
+    validate(
+        "validate: cluster.yaml of 1 MiB, one key repeated 200,000 times",
+        "duplicates",
+        &text,
+    )?;
 
     // cluster.yaml: a string alias bomb just under the byte limit.
-    let dir = scratch.join("string-bomb");
     let mut text = format!("a: &s \"{}\"\nb: [", "x".repeat(config_max / 2));
     while text.len() + 4 < config_max {
         text.push_str("*s,");
     }
     text.push_str("*s]\n");
-    let n = write(&dir, "cluster.yaml", &text)?;
-    write(&dir, "nodes.yaml", "nodes: []\n")?;
-    cases.push(Case {
-        name: "validate: string alias bomb (512 KiB aliased ~170,000 times)",
-        args: vec!["validate".into()],
-        cwd: dir,
-        input_bytes: n,
-    });
+    validate(
+        "validate: string alias bomb (512 KiB aliased ~170,000 times)",
+        "string-bomb",
+        &text,
+    )?;
 
     // cluster.yaml: a node alias bomb (billion laughs).
-    let dir = scratch.join("node-bomb");
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..40 {
         let p = i - 1;
         let refs = vec![format!("*a{p}"); 10].join(", ");
         let _ = writeln!(text, "a{i}: &a{i} [{refs}]");
     }
-    let n = write(&dir, "cluster.yaml", &text)?;
-    write(&dir, "nodes.yaml", "nodes: []\n")?;
-    cases.push(Case {
-        name: "validate: node alias bomb (10^40 nodes)",
-        args: vec!["validate".into()],
-        cwd: dir,
-        input_bytes: n,
-    });
+    validate(
+        "validate: node alias bomb (10^40 nodes)",
+        "node-bomb",
+        &text,
+    )?;
 
     // A rendered tree: one ConfigMap at the manifest byte limit, and one a little under it.
     let manifests_max = schema::yaml::Limits::MANIFESTS.max_bytes;

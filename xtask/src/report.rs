@@ -9,7 +9,7 @@ use schema::{Diagnostic, Severity, Source};
 
 /// Diagnostics printed in full, at most; the rest are counted (a hostile file can produce
 /// millions, and printing them all would take minutes while saying nothing more).
-const MAX_PRINTED: usize = 500;
+pub const MAX_PRINTED: usize = 500;
 
 /// Prints every diagnostic to stderr, errors first within each file, with source snippets read
 /// from disk relative to `base` (each file read once, through `schema::repofile`, so a symlink,

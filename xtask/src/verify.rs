@@ -125,9 +125,9 @@ fn load_schemas(source: &SchemaSource) -> anyhow::Result<SchemaSet> {
     }
 }
 
-/// Findings printed in full, at most; the rest are counted (a hostile tree can produce
-/// hundreds of thousands, e.g. one resource listed 100,000 times).
-const MAX_PRINTED: usize = 500;
+/// Findings printed in full, at most, as for every other command; the rest are counted (a
+/// hostile tree can produce hundreds of thousands, e.g. one resource listed 100,000 times).
+use crate::report::MAX_PRINTED;
 
 fn print_report(root: &Path, report: &Report, schemas: &SchemaSet) {
     let mut printed = 0;

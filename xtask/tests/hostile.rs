@@ -34,6 +34,15 @@ fn configured(name: &str) -> Scratch {
     dir
 }
 
+/// The hash a render manifest records for `bytes` (a forged entry needs only this).
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn age_secret(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("age.key"))
         .unwrap()
@@ -149,7 +158,6 @@ fn alias_bombs_and_special_files_are_refused_quickly() {
 
 #[test]
 fn a_committed_manifest_cannot_make_configure_delete_what_it_did_not_write() {
-    use sha2::Digest;
     let dir = configured("manifest");
     let root = dir.path();
     // Files whose bytes anyone can predict: a git HEAD, a user's app beside rendered ones.
@@ -166,10 +174,7 @@ fn a_committed_manifest_cannot_make_configure_delete_what_it_did_not_write() {
         let abs = root.join(path);
         std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
         std::fs::write(&abs, text).unwrap();
-        let hash: String = sha2::Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = sha256_hex(text.as_bytes());
         manifest["files"][path] =
             serde_json::json!({"sha256": hash, "source": "templates/config/x.j2"});
     }
@@ -343,7 +348,6 @@ fn a_kustomization_cannot_make_verify_print_a_key_file() {
 
 #[test]
 fn an_override_cannot_make_a_user_file_removable() {
-    use sha2::Digest;
     let dir = configured("override-claim");
     let root = dir.path();
     let templates = root.join("my-templates");
@@ -357,10 +361,7 @@ fn an_override_cannot_make_a_user_file_removable() {
     let manifest_path = root.join(".render-manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let hash: String = sha2::Sha256::digest(b"my notes\n")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = sha256_hex(b"my notes\n");
     manifest["files"]["kubernetes/apps/mine/notes.txt"] = serde_json::json!({"sha256": hash, "source": "templates/overrides/kubernetes/apps/mine/notes.txt.j2"});
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let out = xtask(
