@@ -27,8 +27,9 @@ github-push-token.txt (all made by `cargo xtask init`) and cloudflare-tunnel.jso
 `cloudflared tunnel create`).
 
 Options:
-  --config FILE     cluster configuration (default: cluster.yaml)
-  --nodes FILE      nodes configuration (default: nodes.yaml)
+  --config FILE     cluster configuration (default: cluster.yaml at the repository root, found
+                    from any subdirectory)
+  --nodes FILE      nodes configuration (default: nodes.yaml at the repository root)
   --out DIR         output root (default: the directory of cluster.yaml, i.e. the repository)
   --templates DIR   templates root (default: templates/ of this repository)
   --diff            show what would change (a unified diff; secrets only by name) and write nothing
@@ -92,8 +93,8 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         let scratch = out.unwrap_or_else(|| root.join("target/example"));
         return run_example(&root, &scratch, templates, diff, force, verify);
     }
-    let config = config.unwrap_or_else(|| PathBuf::from("cluster.yaml"));
-    let nodes = nodes.unwrap_or_else(|| PathBuf::from("nodes.yaml"));
+    let config = config.unwrap_or_else(|| util::at_root("cluster.yaml"));
+    let nodes = nodes.unwrap_or_else(|| util::at_root("nodes.yaml"));
     let key_dir = dir_of(&config);
     let job = Job {
         out: out.unwrap_or_else(|| key_dir.clone()),
@@ -125,7 +126,8 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
 
     // 1. validate
     let t = Instant::now();
-    let (config, code) = validate::load(&validate::Inputs {
+    let mut verify_warnings = 0;
+    let (config, code, validation_warnings) = validate::load(&validate::Inputs {
         config: job.config.clone(),
         nodes: job.nodes.clone(),
     })?;
@@ -141,10 +143,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         "validate",
         t.elapsed(),
         &format!(
-            "{} and {} are valid ({} nodes)",
+            "{} and {} are valid ({})",
             job.config.display(),
             job.nodes.display(),
-            config.nodes.len()
+            n(config.nodes.len(), "node")
         ),
     );
 
@@ -328,13 +330,20 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Some(schemas) => {
-            let code = crate::verify::run_verify(&job.out, schemas)?;
-            let verdict = if code == ExitCode::SUCCESS {
-                "no errors"
+            let outcome = crate::verify::run_verify(&job.out, schemas)?;
+            let code = outcome.code;
+            verify_warnings = outcome.warnings;
+            let verdict = if code != ExitCode::SUCCESS {
+                "found problems in the written tree (listed above); fix the configuration or templates and run configure again".to_owned()
+            } else if verify_warnings > 0 {
+                format!(
+                    "no errors; {} (listed above)",
+                    n(verify_warnings, "warning")
+                )
             } else {
-                "found problems in the written tree (listed above); fix the configuration or templates and run configure again"
+                "no errors".to_owned()
             };
-            step("verify", t.elapsed(), verdict);
+            step("verify", t.elapsed(), &verdict);
             code
         }
     };
@@ -348,7 +357,10 @@ pub fn configure(job: &Job) -> Result<ExitCode> {
         counts.kept,
         counts.secrets_changed,
         counts.secrets_unchanged,
-        n(plan.warnings().len(), "warning")
+        n(
+            validation_warnings + plan.warnings().len() + verify_warnings,
+            "warning"
+        )
     );
     Ok(verified)
 }

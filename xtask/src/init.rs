@@ -15,7 +15,7 @@ use crate::util;
 pub const HELP: &str = "\
 cargo xtask init [--dir DIR]
 
-Creates, in DIR (default: the current directory, i.e. the repository root), each of these
+Creates, in DIR (default: the repository root, found from any subdirectory), each of these
 files that does not exist yet — never overwriting, moving or deleting anything:
 
   cluster.yaml, nodes.yaml     copies of cluster.sample.yaml and nodes.sample.yaml
@@ -28,14 +28,15 @@ cloudflare-tunnel.json is yours to create: `cloudflared tunnel login`, then
 `cloudflared tunnel create --credentials-file cloudflare-tunnel.json kubernetes`.
 
 Options:
-  --dir DIR   where to create the files (default: .)
+  --dir DIR   where to create the files (default: the repository root; a directory below
+              the root is refused)
 ";
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
-    let mut dir = PathBuf::from(".");
+    let mut dir: Option<PathBuf> = None;
     while let Some(arg) = args.next()? {
         match arg {
-            lexopt::Arg::Long("dir") => dir = args.value()?.into(),
+            lexopt::Arg::Long("dir") => dir = Some(args.value()?.into()),
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -44,6 +45,13 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         }
     }
     let root = util::project_root();
+    let dir = match target_dir(dir) {
+        Ok(dir) => dir,
+        Err(why) => {
+            eprintln!("{why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut failed = false;
     let mut report = |name: &str, outcome: Result<Outcome>| match outcome {
@@ -99,6 +107,29 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         "next: fill in cluster.yaml and nodes.yaml (see docs/configuration.md), then run `cargo xtask configure`"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where init creates its files: the repository root, wherever in the repository it is run
+/// from. A second `age.key`, deploy key and push token in a subdirectory would be a second set of
+/// secrets nobody uses (and, before `.gitignore` matched them at any depth, one `git add -A` from
+/// being committed), so init refuses a directory below a repository root, and refuses to guess
+/// outside any repository unless `--dir` says where.
+fn target_dir(dir: Option<PathBuf>) -> Result<PathBuf, String> {
+    let Some(dir) = dir else {
+        return util::repo_root().ok_or_else(|| {
+            "init: not inside a repository made from this template (no Cargo.toml with xtask/ here or above)\n  help: run it from the repository (any subdirectory will do), or pass --dir DIR".to_owned()
+        });
+    };
+    let absolute = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let below_root = absolute.ancestors().skip(1).find(|a| util::is_repo_root(a));
+    match below_root {
+        Some(root) if !util::is_repo_root(&absolute) => Err(format!(
+            "init: {} is inside the repository at {}, not its root; the key files and configs belong at the root\n  help: run `cargo xtask init` without --dir (from anywhere in the repository)",
+            dir.display(),
+            root.display()
+        )),
+        _ => Ok(dir),
+    }
 }
 
 enum Outcome {

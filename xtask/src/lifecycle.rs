@@ -28,7 +28,7 @@ manifest. A listed file you edited is kept (with a warning); anything not listed
 touched. Shows the list and asks before removing anything.
 
 Options:
-  --root DIR   the repository (default: the current directory)
+  --root DIR   the repository (default: its root, found from any subdirectory)
   --yes        do not ask
 ";
 
@@ -41,7 +41,7 @@ which git ignores, so the repository keeps only what Flux and the bootstrap need
 deleted; move the folder's contents back to undo it. Shows the list and asks first.
 
 Options:
-  --root DIR   the repository (default: the current directory)
+  --root DIR   the repository (default: its root, found from any subdirectory)
   --yes        do not ask
 ";
 
@@ -81,7 +81,7 @@ struct Flags {
 
 fn flags(args: &mut lexopt::Parser, help: &str) -> Result<Option<Flags>> {
     let mut f = Flags {
-        root: std::env::current_dir()?,
+        root: util::root_or_cwd(),
         yes: false,
     };
     while let Some(arg) = args.next()? {

@@ -17,6 +17,39 @@ pub fn project_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// The repository a command acts on when no path is given: the nearest directory at or above the
+/// working directory that holds this workspace (`Cargo.toml` and `xtask/Cargo.toml`), so that a
+/// command run from `talos/` or `kubernetes/apps/` finds `cluster.yaml` and the key files at the
+/// root instead of looking for (or creating) them where it stands. `None` outside any such
+/// repository (a command then uses the working directory, as for a scratch copy).
+pub fn repo_root() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .find(|dir| is_repo_root(dir))
+        .map(|dir| dir.to_owned())
+}
+
+/// Whether `dir` is the root of a repository made from this template (before `tidy`).
+pub fn is_repo_root(dir: &std::path::Path) -> bool {
+    dir.join("Cargo.toml").is_file() && dir.join("xtask").join("Cargo.toml").is_file()
+}
+
+/// [`repo_root`], or the working directory outside a repository.
+pub fn root_or_cwd() -> PathBuf {
+    repo_root()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `name` at the repository root, or relative to the working directory outside a repository.
+/// Paths are shown as the user would type them: relative when the root is the working directory.
+pub fn at_root(name: &str) -> PathBuf {
+    match (repo_root(), std::env::current_dir().ok()) {
+        (Some(root), Some(cwd)) if root != cwd => root.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
 /// The error for an argument a command does not take, with its help text.
 pub fn unexpected(arg: &lexopt::Arg<'_>, help: &str) -> anyhow::Error {
     anyhow::anyhow!("unexpected argument {}\n\n{help}", describe(arg))

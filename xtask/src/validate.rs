@@ -14,8 +14,8 @@ Checks cluster.yaml and nodes.yaml: every key's type and format, the rules betwe
 unknown keys. Reports every problem at once. Exit code 0 when valid, 1 when not.
 
 Options:
-  --config FILE   cluster configuration (default: cluster.yaml)
-  --nodes FILE    nodes configuration (default: nodes.yaml)
+  --config FILE   cluster configuration (default: cluster.yaml at the repository root)
+  --nodes FILE    nodes configuration (default: nodes.yaml at the repository root)
 ";
 
 pub struct Inputs {
@@ -25,8 +25,8 @@ pub struct Inputs {
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut inputs = Inputs {
-        config: PathBuf::from("cluster.yaml"),
-        nodes: PathBuf::from("nodes.yaml"),
+        config: util::at_root("cluster.yaml"),
+        nodes: util::at_root("nodes.yaml"),
     };
     while let Some(arg) = args.next()? {
         match arg {
@@ -39,7 +39,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             other => return Err(util::unexpected(&other, HELP)),
         }
     }
-    let (config, code) = load(&inputs)?;
+    let (config, code, _) = load(&inputs)?;
     if config.is_some() {
         eprintln!(
             "{} and {} are valid",
@@ -50,8 +50,9 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Loads and reports; returns the config when valid, and the exit code to use otherwise.
-pub fn load(inputs: &Inputs) -> Result<(Option<schema::Config>, ExitCode)> {
+/// Loads and reports; returns the config when valid, the exit code to use otherwise, and the
+/// number of warnings printed.
+pub fn load(inputs: &Inputs) -> Result<(Option<schema::Config>, ExitCode, usize)> {
     for path in [&inputs.config, &inputs.nodes] {
         if !path.exists() {
             anyhow::bail!(
@@ -64,7 +65,7 @@ pub fn load(inputs: &Inputs) -> Result<(Option<schema::Config>, ExitCode)> {
     let (errors, warnings) = report::print(&outcome.diagnostics, &std::env::current_dir()?);
     if errors > 0 {
         eprintln!("validation failed: {}", report::summary(errors, warnings));
-        return Ok((None, ExitCode::from(1)));
+        return Ok((None, ExitCode::from(1), warnings));
     }
     if warnings > 0 {
         eprintln!(
@@ -72,5 +73,5 @@ pub fn load(inputs: &Inputs) -> Result<(Option<schema::Config>, ExitCode)> {
             report::summary(errors, warnings)
         );
     }
-    Ok((outcome.config, ExitCode::SUCCESS))
+    Ok((outcome.config, ExitCode::SUCCESS, warnings))
 }

@@ -56,7 +56,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             None => SchemaSource::Cache,
         }
     };
-    run_verify(&root, &schemas)
+    Ok(run_verify(&root, &schemas)?.code)
 }
 
 /// Where `verify` takes its schemas from.
@@ -69,30 +69,48 @@ pub enum SchemaSource {
     Skip,
 }
 
+/// What a verify run ended with.
+pub struct Verified {
+    pub code: ExitCode,
+    /// Warnings printed, counting schema checks skipped for want of a schema set.
+    pub warnings: usize,
+}
+
 /// Verifies the tree at `root` and prints the report; `configure` calls this as its last step.
-pub fn run_verify(root: &Path, source: &SchemaSource) -> anyhow::Result<ExitCode> {
+pub fn run_verify(root: &Path, source: &SchemaSource) -> anyhow::Result<Verified> {
     if !root.join("kubernetes").is_dir() {
         eprintln!(
             "xtask verify: {} has no rendered `kubernetes/` directory; run `cargo xtask configure` first",
             root.display()
         );
-        return Ok(ExitCode::from(2));
+        return Ok(Verified {
+            code: ExitCode::from(2),
+            warnings: 0,
+        });
     }
     let started = Instant::now();
     let schemas = match load_schemas(source) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("xtask verify: {e:#}");
-            return Ok(ExitCode::from(2));
+            return Ok(Verified {
+                code: ExitCode::from(2),
+                warnings: 0,
+            });
         }
     };
     let report = ::verify::verify(root, &schemas, &VerifyConfig::cluster_template());
     print_report(root, &report, &schemas);
     println!("(verified in {:.2}s)", started.elapsed().as_secs_f64());
-    Ok(if report.has_errors() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(Verified {
+        code: if report.has_errors() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+        // Counts `verify::schemas_unavailable` when no schema set was found: configure's
+        // summary then cannot end with "0 warnings" after skipping every schema check.
+        warnings: report.warnings(),
     })
 }
 
@@ -169,12 +187,30 @@ fn print_report(root: &Path, report: &Report, schemas: &SchemaSet) {
             s.cel_skipped
         )
     } else {
-        "schema checks skipped (run `cargo xtask schemas fetch` once to enable them)".to_owned()
+        "schema checks SKIPPED (see the warning above; run `cargo xtask schemas fetch` once to enable them)".to_owned()
     };
     println!(
         "verify: {} files, {} sops files, {} kustomize dirs, {} Flux Kustomizations applying {} objects; {schema_part}",
         s.files, s.sops_files, s.kustomize_dirs, s.flux_kustomizations, s.objects
     );
+    if s.schemas_available {
+        let h = &s.helm;
+        println!(
+            "verify: Helm values of {} release(s) checked against their chart's values.schema.json{}",
+            h.releases_checked,
+            if h.talconfig_checked {
+                ", talconfig.yaml against talhelper's schema"
+            } else {
+                ""
+            }
+        );
+        if !h.unchecked.is_empty() {
+            println!("verify: not checked against a values schema:");
+            for line in &h.unchecked {
+                println!("  - {}", schema::terminal_safe(line));
+            }
+        }
+    }
     println!(
         "verify: {} error(s), {} warning(s)",
         report.errors(),
