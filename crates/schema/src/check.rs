@@ -354,6 +354,16 @@ impl<'a> Checker<'a> {
                     );
                     return None;
                 }
+                if secret && is_placeholder(s) {
+                    let d = Diagnostic::warning(
+                        "schema::placeholder_secret",
+                        path,
+                        "looks like a placeholder from the sample, not a real credential".to_owned(),
+                    )
+                    .at(Some(node.location(self.file)))
+                    .with_help("replace it with the real value; the cluster would start with it and every request using it would be refused (401)".to_owned());
+                    self.diags.push(d);
+                }
                 if !secret && s.contains("${") {
                     self.error(
                         "flux_substitution",
@@ -469,6 +479,33 @@ pub fn is_secret_path(path: &str) -> bool {
     SECRET_FIELDS.contains(&field)
 }
 
+/// Whether a secret value is one of the sample's stand-ins (`your-api-key-here`, `ghp_xxxxx`,
+/// `a-long-random-string`) or shaped like one: a `your-…`/`<…>` phrase, a run of five `x`, or a
+/// word that only names what belongs there. Never true of a random token in practice.
+pub fn is_placeholder(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    const WORDS: &[&str] = &[
+        "a-long-random-string",
+        "changeme",
+        "change-me",
+        "placeholder",
+        "replace-me",
+        "replaceme",
+        "todo",
+        "tbd",
+        "secret",
+        "password",
+        "token",
+        "api-key",
+        "apikey",
+    ];
+    WORDS.contains(&v.as_str())
+        || v.starts_with("your-")
+        || v.starts_with("your_")
+        || (v.starts_with('<') && v.ends_with('>'))
+        || v.contains("xxxxx")
+}
+
 /// Characters go-yaml (in kustomize, hence Flux) refuses (DEL, C1 controls, the byte-order mark,
 /// noncharacters U+FFFE/U+FFFF) or rewrites as line breaks (NEL, U+2028, U+2029).
 pub fn is_unportable(c: char) -> bool {
@@ -496,12 +533,39 @@ fn range_text(min: i64, max: i64) -> String {
 
 fn first_sentence(doc: &str) -> String {
     let s = doc.split(". ").next().unwrap_or(doc).trim_end_matches('.');
+    // Lowercase the first letter so the sentence reads on after "expected …: ", but not in an
+    // acronym or a proper noun ("API key", "MAC address", "Azure"): only when the second
+    // character is lowercase too.
+    let acronym = s.chars().nth(1).is_some_and(char::is_uppercase);
+    if acronym || PROPER_NOUNS.iter().any(|p| s.starts_with(p)) {
+        return s.to_owned();
+    }
     let mut chars = s.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
 }
+
+/// Words a field's description may start with that keep their capital.
+const PROPER_NOUNS: &[&str] = &[
+    "Azure",
+    "Cloudflare",
+    "Cilium",
+    "GitHub",
+    "Proxmox",
+    "Talos",
+    "Flux",
+    "Envoy",
+    "Redis",
+    "Kubernetes",
+    "OpenAI",
+    "Anthropic",
+    "Bedrock",
+    "Entra",
+    "AWS",
+    "MCP",
+];
 
 /// The closest candidate, if it is close enough to be a likely typo.
 pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
@@ -615,6 +679,44 @@ mod tests {
             .iter()
             .chain(spec::NODES_FILE)
             .for_each(|f| walk(&f.ty));
+    }
+
+    #[test]
+    fn the_samples_placeholders_are_recognised_and_real_tokens_are_not() {
+        for p in [
+            "your-api-key-here",
+            "ghp_xxxxx",
+            "a-long-random-string",
+            "<token>",
+            "YOUR_TOKEN",
+            " changeme ",
+        ] {
+            assert!(is_placeholder(p), "{p}");
+        }
+        for real in [
+            "3b8f0c1e9d2a4f6b8c0d2e4f6a8b0c2d",
+            "ghp_4fJ9kQ2mX7pL0sV3nB8wR1tY6uH5zC2eD9aG",
+            "sk-proj-abcDEF123",
+            "fake",
+            "tokenized-value-1234",
+        ] {
+            assert!(!is_placeholder(real), "{real}");
+        }
+    }
+
+    #[test]
+    fn first_sentences_keep_acronyms_and_proper_nouns() {
+        assert_eq!(
+            first_sentence("API key of the deployment. More."),
+            "API key of the deployment"
+        );
+        assert_eq!(
+            first_sentence("MAC address of the NIC."),
+            "MAC address of the NIC"
+        );
+        assert_eq!(first_sentence("Azure OpenAI host"), "Azure OpenAI host");
+        assert_eq!(first_sentence("The node's disk. More"), "the node's disk");
+        assert_eq!(first_sentence("A"), "a");
     }
 
     #[test]

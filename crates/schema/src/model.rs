@@ -172,6 +172,20 @@ pub fn apply_defaults(map: &mut Map<String, Json>, fields: &[Field]) {
     }
 }
 
+impl Cluster {
+    /// The gateway nodes get when `node_default_gateway` is unset: the first host of
+    /// `node_cidr`. Validation treats it like any other address (it must be unique).
+    pub fn implicit_gateway(&self) -> Option<String> {
+        if self.node_default_gateway.is_some() {
+            return None;
+        }
+        crate::net::Cidr::parse(&self.node_cidr)
+            .ok()
+            .and_then(|n| n.nth(1))
+            .map(|ip| ip.to_string())
+    }
+}
+
 impl Config {
     pub fn bgp_enabled(&self) -> bool {
         let c = &self.cluster;
@@ -196,12 +210,10 @@ impl Config {
             _ => Map::new(),
         };
         let c = &self.cluster;
-        let default_gateway = c.node_default_gateway.clone().or_else(|| {
-            crate::net::Cidr::parse(&c.node_cidr)
-                .ok()
-                .and_then(|n| n.nth(1))
-                .map(|ip| ip.to_string())
-        });
+        let default_gateway = c
+            .node_default_gateway
+            .clone()
+            .or_else(|| c.implicit_gateway());
         map.insert(
             "node_default_gateway".into(),
             default_gateway.map_or(Json::Null, Json::String),

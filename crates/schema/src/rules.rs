@@ -212,6 +212,9 @@ fn networks(cx: &mut Ctx<'_>, c: &Cluster) {
     }
 }
 
+/// The name the defaulted gateway goes by among the addresses checked for uniqueness.
+const IMPLICIT_GATEWAY: &str = "node_default_gateway (default)";
+
 fn addresses(cx: &mut Ctx<'_>, c: &Cluster, nodes: &[Node]) {
     let bgp = c.cilium_bgp_router_addr.is_some()
         && c.cilium_bgp_router_asn.is_some()
@@ -265,8 +268,26 @@ fn addresses(cx: &mut Ctx<'_>, c: &Cluster, nodes: &[Node]) {
     }
 
     let mut seen: HashMap<Ipv4Addr, String> = HashMap::new();
+    // Unset, node_default_gateway is the first host of node_cidr: an address that collides with
+    // it is as wrong as one that collides with an explicit gateway (the nodes would route
+    // through a VIP or through themselves).
+    if let Some(implicit) = c.implicit_gateway().as_deref().and_then(ip) {
+        seen.insert(implicit, IMPLICIT_GATEWAY.to_owned());
+    }
     for (path, addr, _, _) in &all {
         match seen.get(addr) {
+            Some(first) if first == IMPLICIT_GATEWAY => {
+                cx.error(
+                    "duplicate_address",
+                    path,
+                    format!(
+                        "address {addr} is the nodes' default gateway: node_default_gateway is unset, so it defaults to the first host of node_cidr"
+                    ),
+                    "pick another address, or set node_default_gateway to your router's address"
+                        .to_owned(),
+                );
+                cx.note_at(format!("node_cidr is {}", c.node_cidr), "node_cidr");
+            }
             Some(first) => {
                 let first = first.clone();
                 cx.error(

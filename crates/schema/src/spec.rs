@@ -357,7 +357,7 @@ pub static CLUSTER: &[Field] = &[
             describe: "must be `user@realm!token`",
             example: "kubernetes-ccm@pve!ccm",
         }),
-        "API token of the Proxmox cloud controller manager; setting it enables the Proxmox CCM instead of the Talos CCM.",
+        "API token of the Proxmox cloud controller manager; setting it deploys the Proxmox CCM and runs the kubelets with an external cloud provider (without it no cloud controller manager runs, as in cluster-template).",
         Section::Proxmox,
     ),
     field(
