@@ -189,3 +189,15 @@ fn encrypt_names_recipients_that_are_none_of_the_users_keys() {
     );
     assert!(!err.contains(&mine), "{err}");
 }
+
+#[test]
+fn keygen_over_an_existing_key_refuses_and_names_the_os_error_once() {
+    let (dir, _) = repo_with_key("keygen-twice");
+    let before = std::fs::read(dir.path().join("age.key")).unwrap();
+    let out = run(&["secrets", "keygen", "--output", "age.key"], dir.path());
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(err.matches("os error 17").count(), 1, "{err}");
+    assert_eq!(std::fs::read(dir.path().join("age.key")).unwrap(), before);
+}

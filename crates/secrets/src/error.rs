@@ -166,7 +166,17 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {
+    /// None: the message already ends with the OS error, and an error chain printer (anyhow's
+    /// `{:#}`) would otherwise say it twice ("File exists (os error 17): File exists (os error
+    /// 17)"). [`Error::io_error_kind`] keeps it available to code.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
+        None
+    }
+}
+
+impl Error {
+    /// The kind of the I/O error behind an `Io` error, if any.
+    pub fn io_error_kind(&self) -> Option<std::io::ErrorKind> {
+        self.source.as_ref().map(std::io::Error::kind)
     }
 }
