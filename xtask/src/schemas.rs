@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use ::verify::pins::{self, DEFAULT_BASE_URL, FileStatus, PINS};
+use ::verify::pins::{self, DEFAULT_BASE_URL, FileStatus};
 use anyhow::{Context, bail};
 use lexopt::ValueExt;
 
@@ -16,8 +16,9 @@ use crate::util;
 const HELP: &str = "\
 cargo xtask schemas <fetch|path|status> [options]
 
-  fetch    download the pinned CRD and Kubernetes OpenAPI schemas into the cache (needs network
-           once; every file is checked against its pinned git blob id before it is stored)
+  fetch    download the pinned CRD and Kubernetes OpenAPI schemas, the charts' values schemas
+           and talhelper's talconfig schema into the cache (needs network once; every file is
+           checked against its pinned git blob id before it is stored)
   path     print the cache directory
   status   show which pinned files are present
 
@@ -78,7 +79,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
         }
         Some("status") => {
             let mut complete = true;
-            for (pin, state) in pins::status(&dir) {
+            for (pin, state) in pins::status_of(&dir, pins::all()) {
                 let text = match &state {
                     FileStatus::Ok => "ok".to_owned(),
                     FileStatus::Missing => "missing".to_owned(),
@@ -109,21 +110,40 @@ pub struct Fetched {
     pub kept: usize,
 }
 
-/// Downloads every pinned file that is not already present and intact. All files are tried;
-/// the error lists every one that failed.
+/// Downloads every pinned file that is not already present and intact. All files are tried and
+/// the error lists every one that failed — unless the network itself is down (the host cannot be
+/// resolved or reached): then the first failure stops the run, instead of paying the same
+/// timeout once per file.
 pub fn fetch(dir: &Path, base_url: &str) -> anyhow::Result<Fetched> {
+    fetch_pins(dir, base_url, pins::all())
+}
+
+/// [`fetch`] of some pinned files.
+fn fetch_pins<'p>(
+    dir: &Path,
+    base_url: &str,
+    wanted: impl Iterator<Item = &'p pins::PinnedFile>,
+) -> anyhow::Result<Fetched> {
     let mut out = Fetched {
         downloaded: 0,
         kept: 0,
     };
     let mut failures = Vec::new();
-    for (pin, state) in pins::status(dir) {
+    let states = pins::status_of(dir, wanted);
+    let total = states.len();
+    for (pin, state) in states {
         if state == FileStatus::Ok {
             out.kept += 1;
             continue;
         }
         match download(dir, pin, base_url) {
             Ok(()) => out.downloaded += 1,
+            Err(e) if e.downcast_ref::<Unreachable>().is_some() => {
+                bail!(
+                    "{e:#}\n  help: check the network (or a proxy: curl honours HTTPS_PROXY); nothing else was tried, {} file(s) already stored are kept",
+                    out.kept + out.downloaded
+                );
+            }
             Err(e) => failures.push(format!("{}: {e:#}", pin.relative_path().display())),
         }
     }
@@ -131,7 +151,7 @@ pub fn fetch(dir: &Path, base_url: &str) -> anyhow::Result<Fetched> {
         bail!(
             "{} of {} files could not be stored:\n  {}",
             failures.len(),
-            PINS.len(),
+            total,
             failures.join("\n  ")
         );
     }
@@ -161,6 +181,11 @@ fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Resul
         .context("cannot run `curl` (it is needed to download schemas)")?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
+        // curl's exit codes for "no network": 5/6 cannot resolve the proxy/host, 7 cannot
+        // connect, 28 timed out (connect-timeout), 35 TLS handshake failed.
+        if let Some(code @ (5 | 6 | 7 | 28 | 35)) = status.code() {
+            return Err(Unreachable { url, code }.into());
+        }
         bail!("curl failed ({status}) for {url}");
     }
     let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
@@ -169,12 +194,38 @@ fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// The download host could not be reached at all (as opposed to one file failing).
+#[derive(Debug)]
+struct Unreachable {
+    url: String,
+    code: i32,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.code {
+            5 | 6 => "the host name could not be resolved",
+            7 => "the connection was refused",
+            28 => "the connection timed out",
+            _ => "the TLS handshake failed",
+        };
+        write!(
+            f,
+            "cannot reach {} ({why}; curl exit {})",
+            self.url, self.code
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 #[cfg(test)]
 mod tests {
     //! The fetcher against a loopback HTTP server that serves `../shared/schemas` at the
     //! raw.githubusercontent.com paths of the pins.
 
     use super::*;
+    use ::verify::pins::PINS;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
@@ -273,20 +324,46 @@ mod tests {
         }
         let (base, hits) = serve(upstream_files(None));
         let dir = temp_dir("ok");
-        let first = fetch(&dir, &base).expect("fetch");
+        let first = fetch_pins(&dir, &base, PINS.iter()).expect("fetch");
         assert_eq!(first.downloaded, PINS.len());
         assert!(pins::status(&dir).iter().all(|(_, s)| *s == FileStatus::Ok));
         let set = ::verify::SchemaSet::load(&dir).expect("schema set");
         let shared = ::verify::SchemaSet::load(&shared_schemas()).expect("shared set");
         assert_eq!(set.len(), shared.len());
         let requests = hits.load(Ordering::SeqCst);
-        let second = fetch(&dir, &base).expect("second fetch");
+        let second = fetch_pins(&dir, &base, PINS.iter()).expect("second fetch");
         assert_eq!((second.downloaded, second.kept), (0, PINS.len()));
         assert_eq!(
             hits.load(Ordering::SeqCst),
             requests,
             "nothing is downloaded again"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fetch_stops_at_the_first_failure_when_the_host_is_unreachable() {
+        if !curl_available() {
+            return;
+        }
+        // A port nobody listens on: every connection is refused.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = temp_dir("unreachable");
+        let err = format!(
+            "{:#}",
+            fetch(&dir, &format!("http://127.0.0.1:{port}"))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("cannot reach"), "{err}");
+        assert!(err.contains("connection was refused"), "{err}");
+        assert!(err.contains("nothing else was tried"), "{err}");
+        // One file named, not one line per pinned file.
+        assert_eq!(err.matches("http://127.0.0.1").count(), 1, "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -298,7 +375,9 @@ mod tests {
         let tampered = "gateway.envoyproxy.io_backends.yaml";
         let (base, _) = serve(upstream_files(Some(tampered)));
         let dir = temp_dir("tampered");
-        let err = fetch(&dir, &base).err().expect("must fail");
+        let err = fetch_pins(&dir, &base, PINS.iter())
+            .err()
+            .expect("must fail");
         assert!(format!("{err:#}").contains(tampered), "{err:#}");
         assert!(!dir.join("envoy-gateway-v1.6.7").join(tampered).exists());
         let ok = pins::status(&dir)

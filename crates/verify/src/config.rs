@@ -15,6 +15,29 @@ pub struct VerifyConfig {
     /// The Flux Kustomization that starts it all (created by the Flux operator from the
     /// flux-instance `sync` settings, so it is not itself a file in the tree).
     pub entry: FluxEntry,
+    /// The JSON schemas of Helm values and talconfig.yaml (see the `helm` module).
+    pub value_schemas: ValueSchemas,
+}
+
+/// Which chart values schemas and talhelper schema verify knows, and where their files are.
+#[derive(Clone, Debug)]
+pub struct ValueSchemas {
+    pub charts: Vec<crate::helm::ChartPin>,
+    pub talconfig: Option<crate::pins::PinnedFile>,
+    /// The directory holding them; `None`: the schema set's directory (where `schemas fetch`
+    /// stores them beside the CRDs).
+    pub dir: Option<PathBuf>,
+}
+
+impl ValueSchemas {
+    /// The pinned ones: [`crate::CHART_PINS`] and [`crate::TALCONFIG_SCHEMA`].
+    pub fn pinned() -> ValueSchemas {
+        ValueSchemas {
+            charts: crate::helm::CHART_PINS.to_vec(),
+            talconfig: Some(crate::helm::TALCONFIG_SCHEMA),
+            dir: None,
+        }
+    }
 }
 
 /// The root Flux Kustomization and the Git source every in-repository Kustomization uses.
@@ -45,6 +68,7 @@ impl VerifyConfig {
                 source_name: "flux-system".into(),
                 source_namespace: "flux-system".into(),
             },
+            value_schemas: ValueSchemas::pinned(),
         }
     }
 }

@@ -12,7 +12,9 @@
 //!   int-or-string, nullable, preserve-unknown-fields) and its `x-kubernetes-validations` CEL
 //!   rules evaluated with the Kubernetes CEL libraries, built-in kinds against the Kubernetes
 //!   OpenAPI — worded like the API server (`spec.rules[0]: Invalid value: "object": …`);
-//! - cross-resource rules for Envoy AI Gateway v0.4.0 on Envoy Gateway v1.6.7 (see `cross`).
+//! - cross-resource rules for Envoy AI Gateway v0.4.0 on Envoy Gateway v1.6.7 (see `cross`);
+//! - HelmRelease values against their chart's pinned `values.schema.json`, and
+//!   `talos/talconfig.yaml` against talhelper's schema (see `helm`).
 //!
 //! **Invariants.** No network and no decryption: a pure function of the tree and a
 //! [`SchemaSet`]. Findings are data, never a panic or an early return. Without schemas the
@@ -27,6 +29,7 @@ mod config;
 mod cross;
 mod field;
 mod flux;
+mod helm;
 mod kustomize;
 mod object;
 mod openapi;
@@ -45,8 +48,9 @@ use std::rc::Rc;
 
 use schema::Diagnostic;
 
-pub use config::{FluxEntry, VerifyConfig};
+pub use config::{FluxEntry, ValueSchemas, VerifyConfig};
 pub use field::{FieldError, FieldErrorKind, apiserver_message};
+pub use helm::{CHART_PINS, ChartPin, HelmStats, TALCONFIG_SCHEMA, WITHOUT_SCHEMA};
 pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
 pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
@@ -100,6 +104,11 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     let (cross_diags, cross_stats) = cross::check(&tree, &graph);
     diags.extend(cross_diags);
     stats.unverifiable_refs = cross_stats.unverifiable;
+    let value_schemas = &config.value_schemas;
+    let dir = value_schemas.dir.as_deref().or(schemas.dir());
+    let (helm_diags, helm_stats) = helm::check(&tree, &graph, dir, value_schemas);
+    diags.extend(helm_diags);
+    stats.helm = helm_stats;
 
     Report {
         diagnostics: sorted(diags),

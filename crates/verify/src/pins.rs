@@ -322,6 +322,34 @@ pub const PINS: &[PinnedFile] = &[
     ),
 ];
 
+/// Every pinned file `schemas fetch` stores: the CRDs and OpenAPI documents of [`PINS`], then
+/// the chart values schemas and talhelper's schema (see the `helm` module).
+pub fn all() -> impl Iterator<Item = &'static PinnedFile> {
+    PINS.iter().chain(crate::helm::pinned_files())
+}
+
+/// The state of each of `pins` under `dir`.
+pub fn status_of<'p>(
+    dir: &Path,
+    pins: impl Iterator<Item = &'p PinnedFile>,
+) -> Vec<(&'p PinnedFile, FileStatus)> {
+    pins.map(|pin| (pin, file_status(dir, pin))).collect()
+}
+
+fn file_status(dir: &Path, pin: &PinnedFile) -> FileStatus {
+    match std::fs::read(dir.join(pin.relative_path())) {
+        Err(_) => FileStatus::Missing,
+        Ok(bytes) => {
+            let blob = git_blob_sha1(&bytes);
+            if blob == pin.blob {
+                FileStatus::Ok
+            } else {
+                FileStatus::Modified(blob)
+            }
+        }
+    }
+}
+
 /// Git's blob id of some bytes: SHA-1 of `blob <len>\0<bytes>`, in hex.
 pub fn git_blob_sha1(bytes: &[u8]) -> String {
     let mut h = Sha1::new();
@@ -400,22 +428,7 @@ pub enum FileStatus {
 
 /// The state of every pinned file under `dir`.
 pub fn status(dir: &Path) -> Vec<(&'static PinnedFile, FileStatus)> {
-    PINS.iter()
-        .map(|pin| {
-            let state = match std::fs::read(dir.join(pin.relative_path())) {
-                Err(_) => FileStatus::Missing,
-                Ok(bytes) => {
-                    let blob = git_blob_sha1(&bytes);
-                    if blob == pin.blob {
-                        FileStatus::Ok
-                    } else {
-                        FileStatus::Modified(blob)
-                    }
-                }
-            };
-            (pin, state)
-        })
-        .collect()
+    status_of(dir, PINS.iter())
 }
 
 /// The schema cache: `$CLUSTER_SCHEMAS_DIR` if set, else

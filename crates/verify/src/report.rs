@@ -39,6 +39,8 @@ pub struct Stats {
     pub cel_skipped: usize,
     /// References not judged because an unmodelled Helm chart may create their target.
     pub unverifiable_refs: usize,
+    /// HelmRelease values and talconfig.yaml against their upstream JSON schemas.
+    pub helm: crate::helm::HelmStats,
 }
 
 impl Report {
