@@ -327,8 +327,27 @@ fn message_contains(ds: &[&Diagnostic], want: &str) -> Result<(), String> {
 const PRIMARY_TLS_HOST: &str =
     "    hostname: \"test-resource.openai.azure.com\"\n    wellKnownCACertificates";
 
+const CERT_MANAGER_HR: &str = "kubernetes/apps/cert-manager/cert-manager/app/helmrelease.yaml";
+const TALCONFIG: &str = "talos/talconfig.yaml";
+
 fn cases() -> Vec<Case> {
     vec![
+        case(
+            "a Helm value of the wrong type for the chart's values.schema.json",
+            "verify::helm_values",
+            |t| t.replace(CERT_MANAGER_HR, "    replicaCount: 2\n", "    replicaCount: two\n"),
+        )
+        .at(CERT_MANAGER_HR, "spec.values.replicaCount")
+        .line("replicaCount: two")
+        .check(|ds| message_contains(ds, "expected integer, got string \"two\"")),
+        case(
+            "a talconfig.yaml field of the wrong type for talhelper's schema",
+            "verify::talconfig_schema",
+            |t| t.replace(TALCONFIG, "clusterName: kubernetes\n", "clusterName: 5\n"),
+        )
+        .at(TALCONFIG, "clusterName")
+        .line("clusterName: 5")
+        .check(|ds| message_contains(ds, "talhelper genconfig refuses")),
         // ---- loading ----------------------------------------------------------------------
         case(
             "a sops file replaced by a plaintext one",
@@ -1338,9 +1357,71 @@ const ISSUE13_RULES: &[(&str, &str)] = &[
 
 // ---- running --------------------------------------------------------------------------------
 
-/// Verifies `root` with the cluster-template layout.
+/// Verifies `root` with the cluster-template layout and the value schemas of
+/// [`test_value_schemas`].
 fn run_verify(root: &Path, schemas: &SchemaSet) -> Report {
-    verify::verify(root, schemas, &VerifyConfig::cluster_template())
+    let mut config = VerifyConfig::cluster_template();
+    config.value_schemas = test_value_schemas().clone();
+    verify::verify(root, schemas, &config)
+}
+
+/// Chart values schemas and a talconfig schema for the runs. `../shared` holds none (users get
+/// upstream's from `schemas fetch`, which the tests cannot reach), so two small schemas of our
+/// own stand in, for the cert-manager chart the templates pin and for talconfig.yaml, pinned by
+/// their git blob ids exactly as the real ones are: the same code path, from the release's
+/// chart ref to the finding.
+fn test_value_schemas() -> &'static verify::ValueSchemas {
+    static SCHEMAS: std::sync::OnceLock<verify::ValueSchemas> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("verify-rules-values-{}", std::process::id()));
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let mut write = |folder: &'static str, file: &'static str, text: &str| {
+            let path = dir.join(folder).join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            verify::pins::PinnedFile {
+                folder,
+                file,
+                repo: "test/test",
+                tag: "test",
+                commit: "0000000000000000000000000000000000000000",
+                path: file,
+                blob: leak(verify::pins::git_blob_sha1(text.as_bytes())),
+            }
+        };
+        let pinned = verify::CHART_PINS
+            .iter()
+            .find(|c| c.chart == "cert-manager")
+            .expect("cert-manager is pinned");
+        let chart = verify::ChartPin {
+            chart: pinned.chart,
+            version: pinned.version,
+            schema: write(
+                pinned.schema.folder,
+                "values.schema.json",
+                r#"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                    "required": ["replicaCount"],
+                    "properties": {"replicaCount": {"type": "integer", "minimum": 1},
+                                   "crds": {"type": "object", "additionalProperties": false,
+                                            "properties": {"enabled": {"type": "boolean"}, "keep": {"type": "boolean"}}}}}"#,
+            ),
+            values: write(pinned.values.folder, "values.yaml", "replicaCount: 1\ncrds:\n  enabled: false\n  keep: true\n"),
+        };
+        let talconfig = write(
+            "talhelper-test",
+            "talconfig.json",
+            r##"{"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "#/$defs/Config",
+                "$defs": {"Config": {"type": "object", "required": ["clusterName", "nodes"],
+                  "properties": {"clusterName": {"type": "string"},
+                                 "nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Node"}}}},
+                  "Node": {"type": "object", "required": ["hostname", "ipAddress"]}}}"##,
+        );
+        verify::ValueSchemas {
+            charts: vec![chart],
+            talconfig: Some(talconfig),
+            dir: Some(dir),
+        }
+    })
 }
 
 fn dump(report: &Report) -> String {
@@ -1511,6 +1592,27 @@ fn every_rule_fires_on_the_rendered_public_example() {
         "{:?}",
         report.stats
     );
+    // The stand-in value schemas were found, verified against their pins and applied.
+    assert_eq!(
+        report.stats.helm.releases_checked, 1,
+        "{:?}",
+        report.stats.helm
+    );
+    assert!(
+        report.stats.helm.talconfig_checked,
+        "{:?}",
+        report.stats.helm
+    );
+    assert!(
+        report
+            .stats
+            .helm
+            .unchecked
+            .iter()
+            .any(|l| l.starts_with("app-template ")),
+        "{:?}",
+        report.stats.helm
+    );
     let base_warnings: BTreeSet<&str> =
         report.diagnostics.iter().map(|d| d.code.as_str()).collect();
     eprintln!(
@@ -1615,12 +1717,20 @@ fn verify_codes() -> BTreeSet<String> {
     let src = repo().join("crates/verify/src");
     let mut codes = BTreeSet::new();
     let cross_dir = src.join("cross");
-    let files = std::fs::read_dir(&src)
-        .unwrap()
-        .chain(std::fs::read_dir(&cross_dir).unwrap())
-        .flatten();
-    for e in files {
-        let path = e.path();
+    // Every module, in folders too (`cross/`, `helm/`, …).
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
         if path.extension().is_none_or(|x| x != "rs") {
             continue;
         }
