@@ -1375,7 +1375,7 @@ fn test_value_schemas() -> &'static verify::ValueSchemas {
     SCHEMAS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("verify-rules-values-{}", std::process::id()));
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        let mut write = |folder: &'static str, file: &'static str, text: &str| {
+        let write = |folder: &'static str, file: &'static str, text: &str| {
             let path = dir.join(folder).join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, text).unwrap();

@@ -685,6 +685,150 @@ mod tests {
         assert_eq!(errors(d2019, json!({"a": "long"})).len(), 1);
     }
 
+    /// Real oracle: the verdict (valid or not) of every schema × instance pair of a corpus
+    /// agrees with Python's `jsonschema` (the reference implementation of the drafts; `.ci/run`
+    /// pins it). The corpus leaves out what this validator accepts on purpose (`format`, ECMA
+    /// look-arounds, remote `$ref`s).
+    #[test]
+    fn verdicts_agree_with_python_jsonschema() {
+        let d7 = "http://json-schema.org/draft-07/schema#";
+        let d4 = "http://json-schema.org/draft-04/schema#";
+        let d2019 = "https://json-schema.org/draft/2019-09/schema";
+        let d2020 = "https://json-schema.org/draft/2020-12/schema";
+        let schemas = vec![
+            json!({"$schema": d7, "type": "object", "additionalProperties": false, "required": ["a"],
+                   "properties": {"a": {"type": "integer", "minimum": 1}, "b": {"type": ["null", "string"]}}}),
+            json!({"$schema": d7, "definitions": {"s": {"type": "string", "maxLength": 3}},
+                   "properties": {"a": {"$ref": "#/definitions/s", "minLength": 10}}}),
+            json!({"$schema": d2019, "$defs": {"s": {"type": "string", "maxLength": 3}},
+                   "properties": {"a": {"$ref": "#/$defs/s", "minLength": 2}}}),
+            json!({"$schema": d2020, "$ref": "#/$defs/r", "$defs": {"r": {"type": "object",
+                   "properties": {"a": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "string"}}]}}}}}),
+            json!({"$schema": d7, "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}),
+            json!({"$schema": d7, "not": {"properties": {"a": {"const": 1}}, "required": ["a"]}}),
+            json!({"$schema": d7, "if": {"properties": {"a": {"const": 1}}, "required": ["a"]},
+                   "then": {"required": ["b"]}, "else": {"required": ["c"]}}),
+            json!({"$schema": d7, "properties": {"a": {"type": "array", "uniqueItems": true, "minItems": 1, "maxItems": 2}}}),
+            json!({"$schema": d7, "properties": {"a": {"type": "array", "items": [{"type": "integer"}], "additionalItems": false}}}),
+            json!({"$schema": d2020, "properties": {"a": {"type": "array", "prefixItems": [{"type": "integer"}], "items": {"type": "string"}}}}),
+            json!({"$schema": d7, "patternProperties": {"^x-": {"type": "integer"}}, "additionalProperties": {"type": "string"}}),
+            json!({"$schema": d7, "properties": {"a": {"enum": [1, "one", null, [1]]}, "b": {"const": {"k": 1}}}}),
+            json!({"$schema": d4, "properties": {"a": {"type": "number", "minimum": 1, "exclusiveMinimum": true, "multipleOf": 0.5}}}),
+            json!({"$schema": d7, "properties": {"a": {"type": "number", "exclusiveMaximum": 3, "maximum": 5}}}),
+            json!({"$schema": d7, "properties": {"a": {"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$"}}}),
+            json!({"$schema": d7, "propertyNames": {"maxLength": 2}, "minProperties": 1, "maxProperties": 2}),
+            json!({"$schema": d2019, "dependentRequired": {"a": ["b"]}, "properties": {"a": {"contains": {"type": "integer"}}}}),
+            json!({"$schema": d7, "allOf": [{"properties": {"a": {"type": "integer"}}}, {"properties": {"a": {"maximum": 3}}}]}),
+            json!({"$schema": d7, "properties": {"a": false, "b": true}}),
+        ];
+        let instances = vec![
+            json!({}),
+            json!({"a": 1}),
+            json!({"a": 2.0, "b": null}),
+            json!({"a": 0, "b": "x"}),
+            json!({"a": "ab"}),
+            json!({"a": "abcd"}),
+            json!({"a": "a", "b": 1, "c": 2}),
+            json!({"a": [1, 1]}),
+            json!({"a": [1, "x"]}),
+            json!({"a": [1, 2, 3]}),
+            json!({"a": ["x"]}),
+            json!({"a": 1.5}),
+            json!({"a": 3}),
+            json!({"a": "kebab-case"}),
+            json!({"a": "Not-Kebab"}),
+            json!({"x-a": 1, "y": "s"}),
+            json!({"x-a": "s"}),
+            json!({"a": [1], "b": {"k": 1.0}}),
+            json!({"a": null}),
+            json!({"b": 1}),
+            json!({"abc": 1}),
+            json!({"a": [1.0], "b": 2}),
+            json!([1, 2]),
+            json!("string"),
+        ];
+        let ours: Vec<bool> = schemas
+            .iter()
+            .flat_map(|s| {
+                let schema = Schema::new(s.clone());
+                instances
+                    .iter()
+                    .map(move |i| schema.validate(i).is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let corpus = json!({"schemas": schemas, "instances": instances});
+        let script = r#"
+import json, sys
+import jsonschema
+c = json.load(sys.stdin)
+out = []
+for s in c["schemas"]:
+    v = jsonschema.validators.validator_for(s)(s)
+    for i in c["instances"]:
+        out.append(v.is_valid(i))
+print(json.dumps(out))
+"#;
+        let child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            return skip_or_fail("python3 is not installed");
+        };
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(corpus.to_string().as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("No module named 'jsonschema'") {
+                return skip_or_fail("the Python package jsonschema is not installed");
+            }
+            panic!("python3 failed: {err}");
+        }
+        let theirs: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(theirs.len(), ours.len());
+        let mut disagreements = Vec::new();
+        for (n, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            if a != b {
+                let (s, i) = (n / instances.len(), n % instances.len());
+                disagreements.push(format!(
+                    "schema {s} {} on {}: ours {a}, python {b}",
+                    schemas[s], instances[i]
+                ));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{} of {} verdicts differ:\n{}",
+            disagreements.len(),
+            ours.len(),
+            disagreements.join("\n")
+        );
+        // The corpus is not trivially one-sided.
+        let valid = ours.iter().filter(|v| **v).count();
+        assert!(
+            valid > 50 && valid < ours.len() - 50,
+            "{valid} of {}",
+            ours.len()
+        );
+    }
+
+    /// With `REQUIRE_ORACLES=1` (CI) a missing oracle is a failure, not a skip.
+    #[allow(clippy::print_stderr)]
+    fn skip_or_fail(what: &str) {
+        assert!(
+            std::env::var_os("REQUIRE_ORACLES").is_none(),
+            "{what} (REQUIRE_ORACLES is set, so this is a failure, not a skip)"
+        );
+        eprintln!("skipping: {what}");
+    }
+
     #[test]
     fn odd_keys_are_bracketed_in_paths() {
         let schema = json!({"additionalProperties": {"type": "string"}});
