@@ -24,7 +24,8 @@ Commands:
   encrypt FILE [--in-place]    encrypt FILE per the nearest .sops.yaml (stdout, or in place)
   decrypt FILE                 print the decrypted FILE to stdout
   status FILE...               report whether each FILE is sops-encrypted (exit 1 if not)
-  keygen [--output PATH]       create an age key file (default: age.key), mode 0600
+  keygen [--output PATH]       create an age key file (default: age.key at the repository
+                               root), mode 0600
 
 Options:
   --age-key-file PATH          age identities to decrypt with (default: SOPS_AGE_KEY,
@@ -144,7 +145,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             })
         }
         Some("keygen") => {
-            let path = output.unwrap_or_else(|| PathBuf::from("age.key"));
+            let path = output.unwrap_or_else(|| crate::util::at_root("age.key"));
             let identity = Identity::generate()?;
             let created = secrets::Clock::System.rfc3339();
             secrets::write_new_key_file(&path, &KeyFile::new(&identity, &created))?;

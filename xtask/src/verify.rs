@@ -47,7 +47,7 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let root = dir.unwrap_or_else(util::project_root);
+    let root = dir.unwrap_or_else(|| util::repo_root().unwrap_or_else(util::project_root));
     let schemas = if no_schemas {
         SchemaSource::Skip
     } else {
