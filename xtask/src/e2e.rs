@@ -138,7 +138,8 @@ pub fn preflight(path: &std::ffi::OsStr) -> Option<String> {
     }
     (bad > 0).then(|| {
         format!(
-            "e2e preflight: cannot run, nothing was built or created\n{}\n",
+            "e2e preflight: cannot run, nothing was built or created\n{}\n\
+             e2e: not run. This is not a pass: the end-to-end checks need a container engine (see docs/e2e.md).\n",
             lines.join("\n")
         )
     })

@@ -502,3 +502,36 @@ fn bootstrap_apps_pipes_decrypted_secrets_and_only_crds_into_kubectl() {
     // outlived the run).
     assert_eq!(snapshot(ex.path()), before);
 }
+
+#[test]
+fn the_operator_guide_documents_every_action_and_tool() {
+    let guide = std::fs::read_to_string(repo().join("docs/operator-guide.md")).unwrap();
+    for action in [
+        "talos generate-config",
+        "talos apply-node",
+        "talos bootstrap",
+        "talos kubeconfig",
+        "talos upgrade-node",
+        "talos upgrade-k8s",
+        "talos reset",
+        "bootstrap talos",
+        "bootstrap apps",
+    ] {
+        assert!(
+            guide.contains(&format!("`cargo xtask {action}")),
+            "{action} is not documented"
+        );
+    }
+    let manifest = std::fs::read_to_string(repo().join("tools.toml")).unwrap();
+    let section = &guide[guide.find("## Cluster commands").unwrap()..];
+    for line in manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(" = \""))
+    {
+        let tool = line.split(" = ").next().unwrap();
+        assert!(
+            section.contains(&format!("`{tool}`")),
+            "{tool} of tools.toml is not named"
+        );
+    }
+}
