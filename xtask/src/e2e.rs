@@ -176,7 +176,18 @@ pub fn run_e2e_binary(command: &str, args: &[String]) -> anyhow::Result<ExitCode
         cargo_args.push("--quiet");
     }
     cargo_args.extend(["--package", "e2e", "--bin", "e2e", "--", command]);
-    let status = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // The binary runs from the repository root: a relative KUBECONFIG must name the same files
+    // there as here (where `ai-gateway status` just checked them).
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let absolute: Vec<std::path::PathBuf> = std::env::split_paths(&list)
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect();
+        if let Ok(joined) = std::env::join_paths(absolute) {
+            cmd.env("KUBECONFIG", joined);
+        }
+    }
+    let status = cmd
         .current_dir(root)
         .args(cargo_args)
         .args(args)

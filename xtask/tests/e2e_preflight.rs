@@ -16,7 +16,10 @@ fn fake_cargo(dir: &Path) -> std::path::PathBuf {
     let mark = dir.join("cargo-ran");
     std::fs::write(
         &path,
-        format!("#!/bin/sh\n: > '{}'\nexit 0\n", mark.display()),
+        format!(
+            "#!/bin/sh\necho \"$KUBECONFIG\" > '{}'\nexit 0\n",
+            mark.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -24,9 +27,13 @@ fn fake_cargo(dir: &Path) -> std::path::PathBuf {
 }
 
 fn run(args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> (Output, Duration) {
+    run_in(&repo(), args, dir, env)
+}
+
+fn run_in(cwd: &Path, args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> (Output, Duration) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(args)
-        .current_dir(repo())
+        .current_dir(cwd)
         .env("CARGO", fake_cargo(dir))
         .env("PATH", dir)
         .env("HOME", dir)
@@ -143,11 +150,19 @@ fn status_with_an_unreachable_cluster_says_so_once_and_exits_2() {
             .replace(&port.to_string(), &open.to_string()),
     )
     .unwrap();
-    let (out, _) = run(
+    // A relative KUBECONFIG reaches the binary (which runs from the repository root) as the
+    // same file.
+    let (out, _) = run_in(
+        dir.path(),
         &["ai-gateway", "status"],
         dir.path(),
-        &[("KUBECONFIG", &kubeconfig)],
+        &[("KUBECONFIG", Path::new("kubeconfig"))],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(dir.path().join("cargo-ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cargo-ran"))
+            .unwrap()
+            .trim(),
+        kubeconfig.display().to_string()
+    );
 }
