@@ -24,7 +24,8 @@ Actions:
   upgrade-node NODE        upgrade Talos on one node to talos/talenv.yaml's talosVersion (asks first)
   upgrade-k8s              upgrade Kubernetes to talos/talenv.yaml's kubernetesVersion (asks first)
   reset                    wipe STATE and EPHEMERAL of every node and reboot it into maintenance
-      --wipe-all           wipe every system partition instead (asks first)
+                           mode (asks first)
+      --wipe-all           wipe every system partition instead
 
 Options:
   --plan       print the exact commands (environment variables by name only) and run nothing
