@@ -17,6 +17,7 @@
 pub mod checks;
 pub mod client;
 pub mod digest;
+pub mod extension;
 pub mod gateway;
 pub mod hardening;
 #[cfg(feature = "live")]

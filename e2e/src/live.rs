@@ -149,6 +149,75 @@ pub fn status_specs(rendered: &Path) -> Result<Vec<CheckSpec>, String> {
     }
 }
 
+/// Namespaces of Envoy Gateway and of the AI Gateway for `status`: from the rendered tree when
+/// there is one (the HelmRelease of the `gateway-helm` chart, the AI Gateway's own objects),
+/// else this repository's defaults.
+pub fn status_namespaces(rendered: &Path) -> (String, String) {
+    let mut eg = "network".to_owned();
+    let mut ai = DEFAULT_NAMESPACE.to_owned();
+    if let Ok(tree) = Tree::load(rendered) {
+        if let Ok(view) = GatewayView::from_tree(&tree) {
+            ai = view.namespace;
+        }
+        if let Some(chart) = tree
+            .helm_charts()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.url.ends_with("/gateway-helm"))
+        {
+            eg = chart.namespace;
+        }
+    }
+    (eg, ai)
+}
+
+/// The Envoy Gateway extension check ([`crate::extension`]): fetch its ConfigMap, the
+/// controller's Service and the envoy-gateway pods, then judge them.
+pub async fn extension_checks(
+    client: &Client,
+    eg_namespace: &str,
+    ai_namespace: &str,
+) -> Vec<Outcome> {
+    let named = |items: Vec<Value>, name: &str| {
+        items
+            .into_iter()
+            .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+    };
+    let fetch_failed = |what: &str, err: anyhow::Error| Outcome {
+        check: crate::extension::CHECK,
+        subject: what.to_owned(),
+        ok: false,
+        detail: format!("{err:#}"),
+    };
+    let mut out = Vec::new();
+    let config_map = match list(client, "v1", "ConfigMap", eg_namespace).await {
+        Ok(items) => named(items, crate::extension::CONFIG_MAP),
+        Err(err) => return vec![fetch_failed(&format!("ConfigMap in {eg_namespace}"), err)],
+    };
+    let service = match list(client, "v1", "Service", ai_namespace).await {
+        Ok(items) => named(items, crate::extension::CONTROLLER_SERVICE),
+        Err(err) => {
+            out.push(fetch_failed(&format!("Service in {ai_namespace}"), err));
+            None
+        }
+    };
+    let pods = match list(client, "v1", "Pod", eg_namespace).await {
+        Ok(items) => items,
+        Err(err) => {
+            out.push(fetch_failed(&format!("Pod in {eg_namespace}"), err));
+            Vec::new()
+        }
+    };
+    out.extend(crate::extension::judge(
+        config_map.as_ref(),
+        service.as_ref(),
+        &pods,
+        eg_namespace,
+        ai_namespace,
+    ));
+    out
+}
+
 /// Poll a Flux Kustomization until it is Ready or `timeout` passes.
 pub async fn wait_kustomization(
     client: &Client,

@@ -39,7 +39,14 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
         }
     }
     match subcommand.as_deref() {
-        Some("status") => crate::e2e::run_e2e_binary("status", &forwarded),
+        Some("status") => {
+            // Before the e2e binary is built (minutes, the first time): is there a cluster?
+            if let Err(crate::kubeconfig::Unreachable(why)) = crate::kubeconfig::check() {
+                eprintln!("ai-gateway status: {why}\n  nothing was checked");
+                return Ok(ExitCode::from(2));
+            }
+            crate::e2e::run_e2e_binary("status", &forwarded)
+        }
         Some(other) => {
             anyhow::bail!("ai-gateway: unknown subcommand `{other}` (expected `status`)")
         }

@@ -51,6 +51,8 @@ const INCLUDE: &[&str] = &[
     "rust-toolchain.toml",
     "scripts/",
     "templates/",
+    // The pinned versions of the cluster tools; xtask compiles it in (cluster/tools.rs).
+    "tools.toml",
     "xtask/",
 ];
 
@@ -407,6 +409,7 @@ mod tests {
         for required in [
             "Cargo.toml",
             "Cargo.lock",
+            "tools.toml",
             "README.md",
             "CHANGELOG.md",
             "RELEASE_NOTES.md",

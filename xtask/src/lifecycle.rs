@@ -7,8 +7,10 @@
 //!   manifest. A listed file edited by hand is kept with a warning. Files not in the manifest
 //!   are never looked at.
 //! - `tidy` (once a repository is configured) moves the template machinery — templates, the
-//!   Rust workspace, the samples and your `cluster.yaml`/`nodes.yaml`, the template's own CI —
-//!   into `.private/tidy-<time>/` (git-ignored), keeping only what Flux and the bootstrap need.
+//!   samples and your `cluster.yaml`/`nodes.yaml`, the template's own CI and docs — into
+//!   `.private/tidy-<time>/` (git-ignored), keeping what Flux, the bootstrap and the day-2
+//!   commands need: the Rust workspace stays, so `cargo xtask talos|bootstrap|verify|secrets`
+//!   and `ai-gateway status` (which runs the e2e crate's binary) keep working.
 //!   Nothing is deleted: moving the folder's contents back undoes it.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -35,27 +37,23 @@ Options:
 pub const TIDY_HELP: &str = "\
 cargo xtask tidy [--root DIR] [--yes]
 
-For a configured repository: moves the template machinery (templates/, the Rust workspace,
-the samples, cluster.yaml/nodes.yaml, the template's CI and tests) into .private/tidy-<time>/,
-which git ignores, so the repository keeps only what Flux and the bootstrap need. Nothing is
-deleted; move the folder's contents back to undo it. Shows the list and asks first.
+For a configured repository: moves the template machinery (templates/, the samples,
+cluster.yaml/nodes.yaml, the template's CI, tests and developer docs) into .private/tidy-<time>/,
+which git ignores. The Rust workspace stays, for the cluster commands (talos, bootstrap, verify,
+secrets, ai-gateway status); `configure` needs the templates back. Nothing is deleted; move the
+folder's contents back to undo it. Shows the list and asks first.
 
 Options:
   --root DIR   the repository (default: its root, found from any subdirectory)
   --yes        do not ask
 ";
 
-/// Paths `tidy` moves away when present, relative to the repository root.
+/// Paths `tidy` moves away when present, relative to the repository root. The Rust workspace
+/// (`Cargo.*`, `rust-toolchain.toml`, `.cargo`, `crates`, `xtask`, `e2e`, `target`) and
+/// `tools.toml` stay: the day-2 commands (`talos`, `bootstrap`, `verify`, `secrets`,
+/// `ai-gateway status`) run from them, and the workspace does not load with a member missing.
 pub const MACHINERY: &[&str] = &[
     "templates",
-    "crates",
-    "xtask",
-    "e2e",
-    "target",
-    "Cargo.toml",
-    "Cargo.lock",
-    "rust-toolchain.toml",
-    ".cargo",
     ".ci",
     ".schemas",
     "cluster.sample.yaml",
@@ -244,7 +242,9 @@ pub fn tidy(
     for p in &present {
         eprintln!("  {p}");
     }
-    eprintln!("afterwards `cargo xtask` is gone from this repository; keep .private/ to undo it");
+    eprintln!(
+        "afterwards `cargo xtask configure` needs the templates back; the cluster commands (talos, bootstrap, verify, secrets, ai-gateway status) stay. Keep .private/ to undo it"
+    );
     if !confirm(yes, answers, interactive)? {
         eprintln!("nothing moved");
         return Ok(ExitCode::from(1));
@@ -491,8 +491,6 @@ mod tests {
         assert_eq!(code, ExitCode::SUCCESS);
         for p in [
             "templates",
-            "Cargo.toml",
-            "xtask",
             "cluster.yaml",
             ".github/workflows/ci.yaml",
             ".github/tests",
@@ -504,6 +502,9 @@ mod tests {
             );
         }
         assert_eq!(repo.read(".private/tidy-42/cluster.yaml"), "x\n");
+        // The workspace stays: `cargo xtask talos|bootstrap|ai-gateway status` still run.
+        assert_eq!(repo.read("Cargo.toml"), "x\n");
+        assert!(repo.exists("xtask/src/main.rs"));
         assert!(repo.exists(".github/workflows/mine.yaml"));
         assert!(repo.exists("kubernetes/apps/default/echo/ks.yaml"));
         assert!(repo.exists("kubernetes/apps/default/echo/mine.yaml"));

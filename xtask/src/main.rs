@@ -31,10 +31,12 @@ macro_rules! eprint {
 mod ai_gateway;
 mod bench;
 mod bench_bounds;
+mod cluster;
 mod configure;
 mod dist;
 mod e2e;
 mod init;
+mod kubeconfig;
 mod lifecycle;
 mod report;
 mod schema_cmd;
@@ -88,6 +90,9 @@ Commands:
   bench                    time configure on generated large configurations
   e2e                      end-to-end test of the AI Gateway on kind (needs docker, kind, kubectl, helm)
   ai-gateway status        check the AI Gateway on the current kubeconfig's cluster
+  talos <action>           Talos node tasks: generate-config, apply-node, bootstrap, kubeconfig,
+                           upgrade-node, upgrade-k8s, reset (talhelper, talosctl; see tools.toml)
+  bootstrap <talos|apps>   install Talos on the nodes / the apps Flux needs (--plan: print only)
   reset                    remove exactly what configure rendered (per .render-manifest.json)
   tidy                     move the template machinery out of a configured repository
   help                     print this help
@@ -131,6 +136,8 @@ fn main() -> ExitCode {
         "schemas" => schemas::run(&mut args),
         "e2e" => e2e::run(&mut args),
         "ai-gateway" => ai_gateway::run(&mut args),
+        "talos" => cluster::talos::run(&mut args),
+        "bootstrap" => cluster::bootstrap::run(&mut args),
         other => {
             eprintln!("xtask: unknown command `{other}`");
             eprint!("{HELP}");

@@ -91,7 +91,25 @@ async fn status(rendered: PathBuf) -> u8 {
             return 2;
         }
     };
-    let outcomes = e2e::live::run_checks(&client, &specs).await;
+    // One request first: a cluster that does not answer is said once, not once per check.
+    if let Err(err) = client.apiserver_version().await {
+        let cause = std::error::Error::source(&err)
+            .map(|s| {
+                let mut last: &dyn std::error::Error = s;
+                while let Some(next) = last.source() {
+                    last = next;
+                }
+                last.to_string()
+            })
+            .unwrap_or_else(|| err.to_string());
+        eprintln!(
+            "ai-gateway status: cannot reach the cluster of the current kubeconfig: {cause}\n  help: is the cluster running and KUBECONFIG (or ~/.kube/config) pointing at it? `kubectl cluster-info` tries the same\n  nothing was checked"
+        );
+        return 2;
+    }
+    let (eg_namespace, ai_namespace) = e2e::live::status_namespaces(&rendered);
+    let mut outcomes = e2e::live::run_checks(&client, &specs).await;
+    outcomes.extend(e2e::live::extension_checks(&client, &eg_namespace, &ai_namespace).await);
     print!("{}", e2e::checks::report(&outcomes));
     u8::from(outcomes.iter().any(|o| !o.ok))
 }
