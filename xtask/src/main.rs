@@ -36,6 +36,7 @@ mod dist;
 mod e2e;
 mod init;
 mod lifecycle;
+mod renovate;
 mod report;
 mod schema_cmd;
 mod schemas;
