@@ -43,6 +43,7 @@ const INCLUDE: &[&str] = &[
     "Cargo.toml",
     "LICENSE",
     "README.md",
+    ".renovaterc.json5",
     "cluster.sample.yaml",
     "crates/",
     "docs/",
@@ -70,15 +71,10 @@ const EXCLUDE: &[&str] = &[
     "talosconfig",
     ".render-manifest.json",
 ];
-const EXCLUDE_DIRS: &[&str] = &[
-    "target/",
-    "dist/",
-    "node_modules/",
-    ".private/",
-    "kubernetes/",
-    "bootstrap/",
-    "talos/",
-];
+/// Never shipped, at any depth: build products, caches, the tidy folder.
+const EXCLUDE_DIRS: &[&str] = &["target/", "dist/", "node_modules/", ".private/"];
+/// Rendered output, at the top level only: `templates/config/kubernetes/` is the template.
+const EXCLUDE_TOP_DIRS: &[&str] = &["kubernetes/", "bootstrap/", "talos/"];
 
 pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let root = util::project_root();
@@ -192,6 +188,7 @@ fn is_shipped(path: &str) -> bool {
         || EXCLUDE_DIRS
             .iter()
             .any(|d| path.starts_with(d) || path.contains(&format!("/{d}")))
+        || EXCLUDE_TOP_DIRS.iter().any(|d| path.starts_with(d))
         || name.ends_with(".key")
         || name.ends_with(".agekey") && !path.contains("/tests/");
     top_ok && !excluded
@@ -423,6 +420,13 @@ mod tests {
             "xtask/src/main.rs",
             "crates/schema/src/lib.rs",
             "scripts/bootstrap-apps.sh",
+            ".renovaterc.json5",
+            ".github/workflows/cluster-verify.yaml",
+            ".github/scripts/cluster-verify-tool.sh",
+            // The templates of the rendered folders (whose rendered copies are never shipped).
+            "templates/config/kubernetes/flux/cluster/ks.yaml.j2",
+            "templates/config/talos/talconfig.yaml.j2",
+            "templates/config/bootstrap/helmfile.d/01-apps.yaml.j2",
         ] {
             assert!(
                 a.files.iter().any(|f| f == required),
@@ -480,6 +484,10 @@ mod tests {
         assert!(is_shipped("crates/secrets/tests/fixtures/test.agekey"));
         assert!(!is_shipped(".sops.yaml"));
         assert!(!is_shipped("kubernetes/apps/x.yaml"));
+        assert!(!is_shipped("talos/talconfig.yaml"));
+        assert!(is_shipped("templates/config/kubernetes/apps/x.yaml.j2"));
+        assert!(is_shipped("templates/config/talos/talenv.yaml.j2"));
+        assert!(is_shipped(".renovaterc.json5"));
         assert!(!is_shipped("crates/secrets/tests/oracle/node_modules/x.js"));
         assert!(!is_shipped("age.key"));
         assert!(!is_shipped("templates/config/some.key"));

@@ -42,6 +42,8 @@ cluster.yaml/nodes.yaml, the template's CI, tests and developer docs) into .priv
 which git ignores. The Rust workspace stays, for the cluster commands (talos, bootstrap, verify,
 secrets, ai-gateway status); `configure` needs the templates back. Nothing is deleted; move the
 folder's contents back to undo it. Shows the list and asks first.
+Renovate then bumps the rendered files instead of the templates: tidy rewrites the
+`ignorePaths` line of .renovaterc.json5 (the original is kept in the same folder).
 
 Options:
   --root DIR   the repository (default: its root, found from any subdirectory)
@@ -242,6 +244,11 @@ pub fn tidy(
     for p in &present {
         eprintln!("  {p}");
     }
+    // Renovate bumps the templates until now; afterwards the rendered files (see renovate.rs).
+    let renovate = crate::renovate::plan(root);
+    if let Some(line) = crate::renovate::describe(&renovate) {
+        eprintln!("and {line}");
+    }
     eprintln!(
         "afterwards `cargo xtask configure` needs the templates back; the cluster commands (talos, bootstrap, verify, secrets, ai-gateway status) stay. Keep .private/ to undo it"
     );
@@ -259,6 +266,7 @@ pub fn tidy(
         std::fs::rename(&from, &to)
             .with_context(|| format!("cannot move {p} to {}", to.display()))?;
     }
+    crate::renovate::apply(root, &dest, &renovate)?;
     // `.github/workflows` or `.github` may now be empty; remove empty parents we emptied.
     for p in &present {
         let mut dir = Path::new(p).parent();
@@ -486,6 +494,10 @@ mod tests {
             repo.write(p, "x\n");
         }
         repo.write(".github/workflows/mine.yaml", "user workflow\n");
+        repo.write(
+            crate::renovate::CONFIG,
+            include_str!("../../.renovaterc.json5"),
+        );
         repo.write("kubernetes/apps/default/echo/mine.yaml", "user: file\n");
         let code = tidy(&repo.root, true, &mut no_input(), false, 42).unwrap();
         assert_eq!(code, ExitCode::SUCCESS);
@@ -505,6 +517,14 @@ mod tests {
         // The workspace stays: `cargo xtask talos|bootstrap|ai-gateway status` still run.
         assert_eq!(repo.read("Cargo.toml"), "x\n");
         assert!(repo.exists("xtask/src/main.rs"));
+        // Renovate now bumps the rendered files; the shipped config is kept to undo it.
+        let renovate = repo.read(crate::renovate::CONFIG);
+        assert!(renovate.contains(crate::renovate::AFTER_TIDY));
+        assert!(!renovate.contains(crate::renovate::BEFORE_TIDY));
+        assert!(
+            repo.read(&format!(".private/tidy-42/{}", crate::renovate::CONFIG))
+                .contains(crate::renovate::BEFORE_TIDY)
+        );
         assert!(repo.exists(".github/workflows/mine.yaml"));
         assert!(repo.exists("kubernetes/apps/default/echo/ks.yaml"));
         assert!(repo.exists("kubernetes/apps/default/echo/mine.yaml"));

@@ -38,6 +38,7 @@ mod e2e;
 mod init;
 mod kubeconfig;
 mod lifecycle;
+mod renovate;
 mod report;
 mod schema_cmd;
 mod schemas;

@@ -630,6 +630,114 @@ fn deploy_key_only_for_private_repositories() {
     );
 }
 
+/// GitHub's published SSH host key fingerprints for github.com (GitHub Docs, "GitHub's SSH key
+/// fingerprints"), one per key type.
+const GITHUB_HOST_KEY_FINGERPRINTS: [(&str, &str); 3] = [
+    (
+        "ssh-ed25519",
+        "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU",
+    ),
+    (
+        "ecdsa-sha2-nistp256",
+        "SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM",
+    ),
+    (
+        "ssh-rsa",
+        "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+    ),
+];
+
+#[test]
+fn deploy_key_known_hosts_carries_every_github_host_key() {
+    let private = render(PRIVATE);
+    let key = doc(&private, "bootstrap/github-deploy-key.sops.yaml");
+    let known_hosts = str_at(&key, "/stringData/known_hosts");
+    let types: Vec<&str> = known_hosts
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!((f.len(), f[0]), (3, "github.com"), "{l}");
+            f[1]
+        })
+        .collect();
+    assert_eq!(
+        types,
+        GITHUB_HOST_KEY_FINGERPRINTS.map(|(t, _)| t).to_vec(),
+        "one line per published key type"
+    );
+    // The keys themselves: ssh-keygen computes each fingerprint (the oracle for the key bytes).
+    let dir = write_tree(&private, "known-hosts");
+    let file = dir.join("known_hosts");
+    std::fs::write(&file, known_hosts).unwrap();
+    match Command::new("ssh-keygen").arg("-lf").arg(&file).output() {
+        Ok(out) if out.status.success() => {
+            let listed = String::from_utf8(out.stdout).unwrap();
+            for (kind, fingerprint) in GITHUB_HOST_KEY_FINGERPRINTS {
+                assert!(
+                    listed.contains(&format!(" {fingerprint} github.com ")),
+                    "{kind}: fingerprint {fingerprint} not in\n{listed}"
+                );
+            }
+        }
+        _ if std::env::var("REQUIRE_ORACLES").as_deref() == Ok("1") => {
+            panic!("ssh-keygen is required (REQUIRE_ORACLES=1) but did not run")
+        }
+        _ => skip("ssh-keygen not found; GitHub host key fingerprints not checked"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn flux_receiver_and_envoy_policies_match_cluster_template() {
+    let r = render(PUBLIC);
+    let receiver = doc(
+        &r,
+        "kubernetes/apps/flux-system/flux-instance/app/receiver.yaml",
+    );
+    let resources: Vec<(&str, &str, &str)> = receiver["spec"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                str_at(o, "/kind"),
+                str_at(o, "/name"),
+                str_at(o, "/namespace"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            ("GitRepository", "flux-system", "flux-system"),
+            ("Kustomization", "flux-system", "flux-system")
+        ]
+    );
+    let docs = common::documents(&r, "kubernetes/apps/network/envoy-gateway/app/envoy.yaml");
+    let policy = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == "envoy")
+            .unwrap_or_else(|| panic!("{kind} envoy"))
+            .clone()
+    };
+    let client = policy("ClientTrafficPolicy");
+    assert_eq!(client["spec"]["tcpKeepalive"], serde_json::json!({}));
+    let backend = policy("BackendTrafficPolicy");
+    assert!(
+        backend["spec"].get("compression").is_none(),
+        "`compression` is deprecated in Envoy Gateway v1.6; use `compressor`"
+    );
+    assert_eq!(
+        backend["spec"]["compressor"],
+        serde_json::json!([
+            {"type": "Zstd", "zstd": {}},
+            {"type": "Brotli", "brotli": {}},
+            {"type": "Gzip", "gzip": {}}
+        ])
+    );
+    assert_eq!(backend["spec"]["tcpKeepalive"], serde_json::json!({}));
+}
+
 #[test]
 fn sops_config_has_exactly_the_two_creation_rules() {
     let r = render(PUBLIC);
