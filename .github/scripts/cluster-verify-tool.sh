@@ -4,7 +4,8 @@
 #
 # - Not configured yet (no .render-manifest.json): nothing to verify; says so and succeeds.
 # - Before `cargo xtask tidy`: the repository itself.
-# - After `tidy` (the Rust workspace was moved to the git-ignored .private/): the workspace as it
+# - After `tidy`: the repository itself too (tidy keeps the Rust workspace since issue 14).
+# - After a `tidy` of a release that moved the Rust workspace to the git-ignored .private/: the workspace as it
 #   was in the commit before the one that removed it, extracted with `git archive` into
 #   $RUNNER_TEMP. It is the version that rendered the tree, so it checks it by the same rules.
 #   Needs the full history (actions/checkout with fetch-depth: 0).
@@ -33,6 +34,10 @@ fi
 dir="${RUNNER_TEMP:?RUNNER_TEMP is not set}/cluster-verify-tool"
 rm -rf "$dir"
 mkdir -p "$dir"
+# tools.toml is compiled into xtask since it exists (a release before it has none).
+if git cat-file -e "$removed^:tools.toml" 2>/dev/null; then
+  workspace+=(tools.toml)
+fi
 git archive --format=tar "$removed^" -- "${workspace[@]}" | tar -x -C "$dir"
 echo "verify tool: the workspace of $(git rev-parse --short "$removed^"), before \`tidy\` removed it in $(git rev-parse --short "$removed")"
 echo "dir=$dir" >> "$out"

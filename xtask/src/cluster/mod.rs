@@ -263,7 +263,9 @@ impl Flags {
     }
 
     pub fn root(&self) -> PathBuf {
-        self.root.clone().unwrap_or_else(|| crate::util::repo_root().unwrap_or_else(crate::util::project_root))
+        self.root
+            .clone()
+            .unwrap_or_else(|| crate::util::repo_root().unwrap_or_else(crate::util::project_root))
     }
 }
 
