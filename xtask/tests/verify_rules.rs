@@ -1414,10 +1414,11 @@ fn provider_cases() -> Vec<Case> {
                     true,
                     Some(ANTHROPIC_POLICY),
                 )?;
-                t.replace(
+                // The first rule (gpt-4) gets Anthropic as its second backend.
+                t.replace_first(
                     ROUTE,
-                    "        - name: \"azure-test-primary\"\n          priority: 0\n      timeouts:\n        request: 300s\n    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: \"gpt-4o\"",
-                    "        - name: \"azure-test-primary\"\n          priority: 0\n        - name: anthropic-test\n          priority: 1\n      timeouts:\n        request: 300s\n    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: \"gpt-4o\"",
+                    "        - name: \"azure-test-primary\"\n          priority: 0\n",
+                    "        - name: \"azure-test-primary\"\n          priority: 0\n        - name: anthropic-test\n          priority: 1\n",
                 )
             },
         )

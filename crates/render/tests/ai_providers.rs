@@ -8,6 +8,8 @@
 //! snapshot of the whole AI output is `ai_gateway__providers.snap` (tests/ai_gateway.rs), and
 //! `verify` with the pinned schemas runs on it there too. Fake secrets stay in memory.
 
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::collections::BTreeMap;
