@@ -30,12 +30,25 @@ pub fn upstream_path(route: &ProviderRoute<'_>) -> String {
     match route.wire {
         Wire::OpenAi => format!("/{}/chat/completions", route.prefix),
         Wire::Anthropic => "/v1/messages".to_owned(),
-        // The translator escapes the model id (`:` becomes `%3A`); the mock records the raw path.
-        Wire::Bedrock => format!(
-            "/model/{}/converse",
-            route.upstream_model.replace(':', "%3A")
-        ),
+        // The translator escapes the model id with Go's `url.PathEscape`, which keeps `:` and
+        // `@` but escapes `/` (in ARNs), `;`, `,` and `?`.
+        Wire::Bedrock => format!("/model/{}/converse", path_escape(route.upstream_model)),
     }
+}
+
+/// The characters of a model id Go's `url.PathEscape` escapes (the ids Bedrock uses are ASCII).
+fn path_escape(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for c in segment.chars() {
+        if c.is_ascii_alphanumeric() || "-._~:@&=+$!*'()".contains(c) {
+            out.push(c);
+        } else {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 pub fn routed_to_provider(
@@ -58,9 +71,7 @@ pub fn routed_to_provider(
         ));
     }
     let path = upstream_path(route);
-    let same_path = |r: &&Recorded| {
-        r.path == path || (route.wire == Wire::Bedrock && r.path.replace("%3a", "%3A") == path)
-    };
+    let same_path = |r: &&Recorded| r.path == path;
     let hit = recorded
         .iter()
         .rev()

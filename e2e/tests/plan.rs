@@ -180,7 +180,17 @@ fn gateway_view_of_the_rendered_tree() {
         ])
     );
     // Issue 16: every provider backend, with what its mock must expect.
-    let providers: Vec<(&str, Wire, &str, u16, bool, Option<&str>, Option<&str>)> = view
+    // (name, wire, host, port, TLS, policy type, region)
+    type Row<'a> = (
+        &'a str,
+        Wire,
+        &'a str,
+        u16,
+        bool,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let providers: Vec<Row<'_>> = view
         .providers
         .iter()
         .map(|p| {

@@ -285,7 +285,8 @@ fn json_body(request: &Request) -> Option<Value> {
     serde_json::from_slice(&request.body).ok()
 }
 
-/// `%3A` and friends in a Bedrock model id path segment (the translator escapes `:`).
+/// `%2F` and friends in a Bedrock model id path segment (the translator escapes it with Go's
+/// `url.PathEscape`: `/` in ARNs).
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
