@@ -96,3 +96,81 @@ pub fn upstreams(c: &Cluster) -> Vec<Upstream> {
     all.sort_by_key(|u| u.priority);
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        AnthropicBackend, AzureDeployment, BedrockBackend, Model, OpenAiBackend, ProviderModel,
+    };
+
+    fn order(c: &Cluster) -> Vec<(String, ClientApi)> {
+        upstreams(c)
+            .into_iter()
+            .map(|u| (u.backend, u.api))
+            .collect()
+    }
+
+    #[test]
+    fn lists_in_order_then_priority() {
+        let mut c = Cluster {
+            ai_gateway_bedrock_backends: vec![BedrockBackend {
+                name: "b".into(),
+                models: vec![ProviderModel::Name("m".into())],
+                ..Default::default()
+            }],
+            ai_gateway_anthropic_backends: vec![AnthropicBackend {
+                name: "c".into(),
+                ..Default::default()
+            }],
+            ai_gateway_openai_backends: vec![
+                OpenAiBackend {
+                    name: "o1".into(),
+                    ..Default::default()
+                },
+                OpenAiBackend {
+                    name: "o2".into(),
+                    ..Default::default()
+                },
+            ],
+            ai_gateway_azure_deployments: vec![AzureDeployment {
+                name: "a".into(),
+                models: vec![Model::Mapped {
+                    name: "m".into(),
+                    deployment: "m-prod".into(),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let names = |c: &Cluster| -> Vec<String> { order(c).into_iter().map(|(b, _)| b).collect() };
+        assert_eq!(
+            names(&c),
+            [
+                "azure-a",
+                "openai-o1",
+                "openai-o2",
+                "anthropic-c",
+                "bedrock-b"
+            ]
+        );
+        assert_eq!(order(&c)[3].1, ClientApi::Messages);
+        assert_eq!(order(&c)[4].1, ClientApi::ChatCompletions);
+        // A lower priority goes first; equal ones keep their order (a stable sort).
+        c.ai_gateway_azure_deployments[0].priority = 2;
+        c.ai_gateway_openai_backends[1].priority = 1;
+        assert_eq!(
+            names(&c),
+            [
+                "openai-o1",
+                "anthropic-c",
+                "bedrock-b",
+                "openai-o2",
+                "azure-a"
+            ]
+        );
+        let azure = upstreams(&c).pop().unwrap();
+        assert_eq!(azure.models, [("m".to_owned(), Some("m-prod".to_owned()))]);
+        assert_eq!(azure.path, "ai_gateway_azure_deployments[0]");
+    }
+}
