@@ -42,7 +42,19 @@ fn nested(out: &mut String, f: &Field) {
     } = &f.ty
     {
         for inner in *fields {
-            row(out, &format!("{}[].", f.name), inner);
+            let prefix = format!("{}[].", f.name);
+            row(out, &prefix, inner);
+            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
+        }
+    }
+}
+
+/// The keys of a mapping-valued key (`entra_id.tenant_id`, `service.port`).
+fn mapping_keys(out: &mut String, prefix: &str, f: &Field) {
+    if let Ty::Object(fields) = &f.ty {
+        for inner in *fields {
+            row(out, prefix, inner);
+            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
         }
     }
 }
