@@ -35,6 +35,23 @@ pub struct AzureBackend {
     pub api_version: String,
 }
 
+/// One AIServiceBackend of schema `OpenAI`, `Anthropic` or `AWSBedrock` (issue 16).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderBackend {
+    /// The AIServiceBackend name.
+    pub name: String,
+    pub wire: crate::mock::Wire,
+    pub host: Host,
+    /// Whether a BackendTLSPolicy targets its Backend (else plain HTTP: an in-cluster Service).
+    pub tls: bool,
+    /// OpenAI: the path prefix (`spec.schema.version`, `v1` when unset, as v0.4.0 defaults it).
+    pub prefix: String,
+    /// The BackendSecurityPolicy type targeting it, if any.
+    pub policy: Option<String>,
+    /// Bedrock: `awsCredentials.region` of its policy.
+    pub region: Option<String>,
+}
+
 /// One backendRef of a model's rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelTarget {
@@ -181,6 +198,7 @@ pub struct GatewayView {
     /// AIGatewayRoute names (each also names the HTTPRoute the controller generates).
     pub routes: Vec<String>,
     pub azure: Vec<AzureBackend>,
+    pub providers: Vec<ProviderBackend>,
     /// Model → its backends in rule order.
     pub models: BTreeMap<String, Vec<ModelTarget>>,
     pub mcp: Vec<McpRoute>,
@@ -251,6 +269,8 @@ impl GatewayView {
                 api_version: s(&doc.value, "/spec/schema/version").to_owned(),
             });
         }
+
+        let providers = provider_backends(tree, &hosts)?;
 
         let mut models: BTreeMap<String, Vec<ModelTarget>> = BTreeMap::new();
         for route in &routes {
@@ -500,6 +520,7 @@ impl GatewayView {
             service,
             routes: route_names,
             azure,
+            providers,
             models,
             mcp,
             budget,
@@ -511,6 +532,11 @@ impl GatewayView {
     /// The Azure backend an AIServiceBackend name refers to.
     pub fn azure_backend(&self, name: &str) -> Option<&AzureBackend> {
         self.azure.iter().find(|b| b.name == name)
+    }
+
+    /// The provider backend an AIServiceBackend name refers to.
+    pub fn provider_backend(&self, name: &str) -> Option<&ProviderBackend> {
+        self.providers.iter().find(|b| b.name == name)
     }
 
     /// The failover policy on the HTTPRoute generated for AIGatewayRoute `route`, if any.
@@ -581,6 +607,58 @@ fn strings(value: &Value, pointer: &str) -> Vec<String> {
 }
 
 /// EG `Backend` name → its first FQDN endpoint.
+/// The OpenAI, Anthropic and Bedrock AIServiceBackends, with their Backend, TLS and policy.
+fn provider_backends(
+    tree: &Tree,
+    hosts: &BTreeMap<&str, Host>,
+) -> Result<Vec<ProviderBackend>, String> {
+    use crate::mock::Wire;
+    let tls_targets: Vec<&str> = tree
+        .of_kind("BackendTLSPolicy")
+        .flat_map(|doc| {
+            arr(&doc.value, "/spec/targetRefs")
+                .iter()
+                .map(|t| s(t, "/name"))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for doc in tree.of_kind("AIServiceBackend") {
+        let wire = match s(&doc.value, "/spec/schema/name") {
+            "OpenAI" => Wire::OpenAi,
+            "Anthropic" => Wire::Anthropic,
+            "AWSBedrock" => Wire::Bedrock,
+            _ => continue,
+        };
+        let target = s(&doc.value, "/spec/backendRef/name");
+        let host = hosts.get(target).cloned().ok_or_else(|| {
+            format!(
+                "{}: AIServiceBackend `{}` names Backend `{target}`, not rendered",
+                doc.file,
+                doc.name()
+            )
+        })?;
+        let policy = tree.of_kind("BackendSecurityPolicy").find(|p| {
+            arr(&p.value, "/spec/targetRefs")
+                .iter()
+                .any(|t| s(t, "/name") == doc.name())
+        });
+        let version = s(&doc.value, "/spec/schema/version");
+        out.push(ProviderBackend {
+            name: doc.name().to_owned(),
+            wire,
+            host,
+            tls: tls_targets.contains(&target),
+            prefix: if version.is_empty() { "v1" } else { version }.to_owned(),
+            policy: policy.map(|p| s(&p.value, "/spec/type").to_owned()),
+            region: policy
+                .map(|p| s(&p.value, "/spec/awsCredentials/region"))
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        });
+    }
+    Ok(out)
+}
+
 fn backend_hosts(tree: &Tree) -> BTreeMap<&str, Host> {
     tree.of_kind("Backend")
         .filter(|doc| doc.group() == "gateway.envoyproxy.io")

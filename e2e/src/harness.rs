@@ -7,7 +7,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,10 +25,12 @@ use crate::client::openai::OpenAiClient;
 use crate::http::Endpoint;
 use crate::image;
 use crate::mock::{
-    self, AzureConfig, Listen, McpConfig, MockConfig, OciConfig, TlsFiles, ToolSpec, Usage,
+    self, AzureConfig, Listen, McpConfig, MockConfig, OciConfig, ProviderConfig, TlsFiles,
+    ToolSpec, Usage, Wire,
 };
 use crate::plan::{self, Action, E2eConfig, Layout, MockSpec, Plan, TrafficSpec};
 use crate::preflight;
+use crate::providers::ProviderRoute;
 use crate::rendered::Tree;
 use crate::tls::TestCa;
 use crate::traffic::{self, Route};
@@ -230,6 +232,8 @@ struct State {
     plan: Plan,
     ca: TestCa,
     mocks: BTreeMap<String, RunningContainer>,
+    /// Mocks a failover check has stopped (a later one may stop the same first backend).
+    stopped: BTreeSet<String>,
     cluster_created: bool,
     outcomes: Vec<Outcome>,
 }
@@ -242,6 +246,7 @@ impl State {
             plan,
             ca: TestCa::generate()?,
             mocks: BTreeMap::new(),
+            stopped: BTreeSet::new(),
             cluster_created: false,
             outcomes: Vec::new(),
         })
@@ -438,6 +443,24 @@ impl State {
                 api_key_header: api_key_header.clone(),
                 sse: false,
             }),
+            MockSpec::Provider {
+                port,
+                wire,
+                tls,
+                credential,
+                region,
+                prefix,
+                models,
+                ..
+            } => MockConfig::Provider(ProviderConfig {
+                listen: listen(*port, tls.then_some(cert))?,
+                wire: *wire,
+                credential: credential.clone(),
+                region: region.clone(),
+                prefix: Some(prefix.clone()),
+                models: models.clone(),
+                usage: DEFAULT_USAGE,
+            }),
             MockSpec::Oci { port, .. } => MockConfig::Oci(OciConfig {
                 listen: listen(*port, None)?,
                 repository: plan::OCI_REPOSITORY.to_owned(),
@@ -554,6 +577,12 @@ impl State {
     }
 
     fn mock_for_backend(&self, backend: &str) -> Option<&RunningContainer> {
+        if self.plan.view.provider_backend(backend).is_some() {
+            return self
+                .mocks
+                .values()
+                .find(|m| matches!(&m.spec, MockSpec::Provider { name, .. } if name == backend));
+        }
         let host = &self.plan.view.azure_backend(backend)?.host.hostname;
         self.mocks
             .values()
@@ -695,6 +724,35 @@ impl State {
                 self.routed(
                     model,
                     deployment,
+                    backend,
+                    outcome.status,
+                    outcome.upstream.as_deref(),
+                )
+                .await
+            }
+            TrafficSpec::Provider {
+                model,
+                backend,
+                wire,
+                upstream_model,
+                client,
+            } => {
+                let openai = gateway.with_api_key(self.key_of(client)?.as_deref());
+                let outcome = match wire {
+                    Wire::Anthropic => {
+                        openai
+                            .messages(model, Some(&format!("e2e-route-{model}")))
+                            .await?
+                    }
+                    Wire::OpenAi | Wire::Bedrock => {
+                        openai
+                            .chat(model, Some(&format!("e2e-route-{model}")))
+                            .await?
+                    }
+                };
+                self.routed(
+                    model,
+                    upstream_model,
                     backend,
                     outcome.status,
                     outcome.upstream.as_deref(),
@@ -847,11 +905,13 @@ impl State {
                     .name()
                     .to_owned();
                 if let Some(container) = self.mocks.get(&stopped).and_then(|m| m.container.as_ref())
+                    && !self.stopped.contains(&stopped)
                 {
                     container
                         .stop()
                         .await
                         .context("cannot stop the first backend's mock")?;
+                    self.stopped.insert(stopped.clone());
                 }
                 // The Azure deployment behind the second backend (its modelNameOverride, if any).
                 let deployment = self
@@ -898,6 +958,28 @@ impl State {
         let mock = self
             .mock_for_backend(backend)
             .with_context(|| format!("no mock for backend {backend}"))?;
+        if let MockSpec::Provider {
+            wire,
+            credential,
+            region,
+            prefix,
+            ..
+        } = &mock.spec
+        {
+            let recorded = mock::fetch_recorded(&self.admin(mock)?).await?;
+            let route = ProviderRoute {
+                model,
+                upstream_model: deployment,
+                upstream: mock.spec.name(),
+                wire: *wire,
+                prefix,
+                credential: credential.as_deref(),
+                region: region.as_deref(),
+            };
+            return Ok(crate::providers::routed_to_provider(
+                &route, status, upstream, &recorded,
+            ));
+        }
         let MockSpec::Azure { api_key, .. } = &mock.spec else {
             bail!("not an Azure mock")
         };

@@ -31,6 +31,7 @@ pub mod live;
 pub mod mock;
 pub mod plan;
 pub mod preflight;
+pub mod providers;
 pub mod rendered;
 pub mod tls;
 pub mod traffic;

@@ -53,6 +53,13 @@ pub struct E2eConfig {
     pub ai_gateway_azure_deployments: Vec<AzureDeployment>,
     #[serde(default)]
     pub ai_gateway_mcp_servers: Vec<McpServer>,
+    /// Issue 16: the other providers (what the mocks must expect).
+    #[serde(default)]
+    pub ai_gateway_openai_backends: Vec<ProviderEntry>,
+    #[serde(default)]
+    pub ai_gateway_anthropic_backends: Vec<ProviderEntry>,
+    #[serde(default)]
+    pub ai_gateway_bedrock_backends: Vec<ProviderEntry>,
     /// Client keys, in file order: the first one speaks for the ordinary checks.
     #[serde(default)]
     pub ai_gateway_client_keys: Vec<ClientKey>,
@@ -89,6 +96,19 @@ impl Model {
     }
 }
 
+/// An entry of a provider list: its name and the credential the mock must expect (the API key,
+/// or Bedrock's access key id and region).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderEntry {
+    pub name: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClientKey {
     pub name: String,
@@ -110,6 +130,20 @@ impl E2eConfig {
         let text =
             std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
         serde_saphyr::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    /// The credential the mock of provider backend `backend` (`openai-<name>`, …) must expect.
+    pub fn provider_credential(&self, backend: &str) -> Option<&str> {
+        let lists = [
+            ("openai-", &self.ai_gateway_openai_backends),
+            ("anthropic-", &self.ai_gateway_anthropic_backends),
+            ("bedrock-", &self.ai_gateway_bedrock_backends),
+        ];
+        lists.iter().find_map(|(prefix, list)| {
+            let name = backend.strip_prefix(prefix)?;
+            let entry = list.iter().find(|e| e.name == name)?;
+            entry.access_key_id.as_deref().or(entry.api_key.as_deref())
+        })
     }
 
     /// The key of client `name`.
@@ -144,6 +178,18 @@ pub enum MockSpec {
         hostname: String,
         port: u16,
     },
+    /// Issue 16: an OpenAI, Anthropic or Bedrock endpoint (mock::providers).
+    Provider {
+        name: String,
+        hostname: String,
+        port: u16,
+        wire: crate::mock::Wire,
+        tls: bool,
+        credential: Option<String>,
+        region: Option<String>,
+        prefix: String,
+        models: Vec<String>,
+    },
 }
 
 impl MockSpec {
@@ -151,7 +197,8 @@ impl MockSpec {
         match self {
             MockSpec::Azure { name, .. }
             | MockSpec::Mcp { name, .. }
-            | MockSpec::Oci { name, .. } => name,
+            | MockSpec::Oci { name, .. }
+            | MockSpec::Provider { name, .. } => name,
         }
     }
 
@@ -159,7 +206,8 @@ impl MockSpec {
         match self {
             MockSpec::Azure { hostname, .. }
             | MockSpec::Mcp { hostname, .. }
-            | MockSpec::Oci { hostname, .. } => hostname,
+            | MockSpec::Oci { hostname, .. }
+            | MockSpec::Provider { hostname, .. } => hostname,
         }
     }
 }
@@ -183,6 +231,16 @@ pub enum TrafficSpec {
         model: String,
         backend: String,
         deployment: String,
+        client: Option<String>,
+    },
+    /// Issue 16: a model whose first backend is an OpenAI, Anthropic or Bedrock one: the request
+    /// (chat completions, or Anthropic messages) reaches that provider's mock in its wire format.
+    Provider {
+        model: String,
+        backend: String,
+        wire: crate::mock::Wire,
+        /// The model id the provider must receive (the `modelNameOverride`, else the model).
+        upstream_model: String,
         client: Option<String>,
     },
     UnknownModel {
@@ -421,6 +479,36 @@ pub fn build(layout: &Layout, tree: &Tree, config: &E2eConfig) -> Result<Plan, S
                 api_key_header: backend.api_key_header.clone(),
             });
         }
+    }
+    for backend in &view.providers {
+        let models: Vec<String> = view
+            .models
+            .iter()
+            .flat_map(|(model, targets)| {
+                targets
+                    .iter()
+                    .filter(|t| t.backend == backend.name)
+                    .map(move |t| t.deployment.clone().unwrap_or_else(|| model.clone()))
+            })
+            .collect();
+        let credential = config.provider_credential(&backend.name);
+        if backend.policy.is_some() && credential.is_none() {
+            return Err(format!(
+                "rendered AIServiceBackend `{}` has a credential, but e2e/cluster.yaml has none for it",
+                backend.name
+            ));
+        }
+        mocks.push(MockSpec::Provider {
+            name: backend.name.clone(),
+            hostname: backend.host.hostname.clone(),
+            port: backend.host.port,
+            wire: backend.wire,
+            tls: backend.tls,
+            credential: credential.map(str::to_owned),
+            region: backend.region.clone(),
+            prefix: backend.prefix.clone(),
+            models,
+        });
     }
     mocks.push(MockSpec::Oci {
         name: "oci".into(),
@@ -963,6 +1051,16 @@ pub fn traffic_specs(view: &GatewayView, config: &E2eConfig) -> Result<Vec<Traff
             .iter()
             .min_by_key(|t| t.priority)
             .ok_or_else(|| format!("model `{model}` has no backendRefs"))?;
+        if let Some(provider) = view.provider_backend(&first.backend) {
+            specs.push(TrafficSpec::Provider {
+                model: model.clone(),
+                backend: first.backend.clone(),
+                wire: provider.wire,
+                upstream_model: first.deployment.clone().unwrap_or_else(|| model.clone()),
+                client: client.clone(),
+            });
+            continue;
+        }
         specs.push(TrafficSpec::Route {
             model: model.clone(),
             backend: first.backend.clone(),
@@ -970,13 +1068,26 @@ pub fn traffic_specs(view: &GatewayView, config: &E2eConfig) -> Result<Vec<Traff
             client: client.clone(),
         });
     }
+    // The client-key and budget checks speak chat completions to Azure (whose mocks' usage they
+    // set): models whose first backend is an Azure one.
+    let azure_models: Vec<&String> = view
+        .models
+        .iter()
+        .filter(|(_, targets)| {
+            targets
+                .iter()
+                .min_by_key(|t| t.priority)
+                .is_some_and(|t| view.azure_backend(&t.backend).is_some())
+        })
+        .map(|(model, _)| model)
+        .collect();
     specs.push(TrafficSpec::UnknownModel {
         model: "e2e-no-such-model".into(),
         client: client.clone(),
     });
-    if let (Some(auth), Some(model)) = (&view.client_auth, view.models.keys().next()) {
+    if let (Some(auth), Some(model)) = (&view.client_auth, azure_models.first()) {
         specs.push(TrafficSpec::ClientKeys {
-            model: model.clone(),
+            model: (*model).clone(),
             header: auth.header.clone(),
             mcp_path: view
                 .mcp
@@ -992,11 +1103,10 @@ pub fn traffic_specs(view: &GatewayView, config: &E2eConfig) -> Result<Vec<Traff
         .min_by_key(|r| r.limit)
     {
         // With a shared budget, alternate between two models: one budget must still bite.
-        let models: Vec<String> = view
-            .models
-            .keys()
+        let models: Vec<String> = azure_models
+            .iter()
             .take(if rule.shared { 2 } else { 1 })
-            .cloned()
+            .map(|m| (*m).clone())
             .collect();
         if models.is_empty() {
             return Err(format!(
@@ -1126,6 +1236,30 @@ impl fmt::Display for Action {
                         None => "no API key".to_owned(),
                     }
                 ),
+                MockSpec::Provider {
+                    name,
+                    hostname,
+                    port,
+                    wire,
+                    tls,
+                    credential,
+                    region,
+                    models,
+                    ..
+                } => write!(
+                    f,
+                    "start mock `{name}`: {wire:?} for {hostname}:{port} ({}), models {}, {}",
+                    if *tls { "TLS, test CA" } else { "plain HTTP" },
+                    models.join(", "),
+                    match (wire, credential) {
+                        (crate::mock::Wire::Bedrock, _) => format!(
+                            "SigV4 scoped to the access key id from e2e/cluster.yaml and region {}",
+                            region.as_deref().unwrap_or("?")
+                        ),
+                        (_, Some(_)) => "key from e2e/cluster.yaml required".to_owned(),
+                        (_, None) => "no credential, and no Authorization accepted".to_owned(),
+                    }
+                ),
                 MockSpec::Oci {
                     name,
                     hostname,
@@ -1206,6 +1340,33 @@ impl fmt::Display for TrafficSpec {
                 "model `{model}`{} → 200 from {backend}'s mock, upstream path /openai/deployments/{deployment}/chat/completions with its api-key and no Authorization",
                 as_client(client)
             ),
+            TrafficSpec::Provider {
+                model,
+                backend,
+                wire,
+                upstream_model,
+                client,
+            } => {
+                let (api, what) = match wire {
+                    crate::mock::Wire::OpenAi => (
+                        "/v1/chat/completions",
+                        "OpenAI chat completions with its Bearer key (none for a keyless in-cluster server, and no client Authorization)",
+                    ),
+                    crate::mock::Wire::Anthropic => (
+                        "/anthropic/v1/messages",
+                        "/v1/messages with its key in x-api-key and no Authorization",
+                    ),
+                    crate::mock::Wire::Bedrock => (
+                        "/v1/chat/completions",
+                        "/model/<id>/converse signed with SigV4 for its key id, region and service bedrock",
+                    ),
+                };
+                write!(
+                    f,
+                    "model `{model}`{} on {api} → 200 from {backend}'s mock: {what}, model id `{upstream_model}`",
+                    as_client(client)
+                )
+            }
             TrafficSpec::UnknownModel { model, client } => write!(
                 f,
                 "model `{model}`{} → 404, no upstream reached",

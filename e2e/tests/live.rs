@@ -232,11 +232,14 @@ fn status_specs_follow_the_rendered_tree() {
     assert_eq!(
         kustomizations,
         [
+            "anthropic",
             "azure-openai",
+            "bedrock",
             "controller",
             "crds",
             "gateway",
             "mcp",
+            "openai",
             "redis",
             "routes"
         ]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use e2e::gateway::{CostType, GatewayView, ToolSelector};
+use e2e::mock::Wire;
 use e2e::plan::{self, Action, BudgetIdentity, E2eConfig, Layout, MockSpec, TrafficSpec};
 use e2e::rendered::Tree;
 use serde_json::Value;
@@ -163,12 +164,87 @@ fn gateway_view_of_the_rendered_tree() {
         models,
         BTreeMap::from([
             ("gpt-35-turbo", vec![("azure-e2e-secondary", 0)]),
-            ("gpt-4", vec![("azure-e2e-primary", 0)]),
+            // Issue 16: Azure first, then OpenAI.
+            (
+                "gpt-4",
+                vec![("azure-e2e-primary", 0), ("openai-e2e-openai", 1)]
+            ),
             (
                 "gpt-4o",
                 vec![("azure-e2e-primary", 0), ("azure-e2e-secondary", 1)]
             ),
+            ("e2e-mini", vec![("openai-e2e-openai", 0)]),
+            ("e2e-llama", vec![("openai-e2e-local", 0)]),
+            ("claude-e2e", vec![("anthropic-e2e-anthropic", 0)]),
+            ("e2e-bedrock-llama", vec![("bedrock-e2e-bedrock", 0)]),
         ])
+    );
+    // Issue 16: every provider backend, with what its mock must expect.
+    // (name, wire, host, port, TLS, policy type, region)
+    type Row<'a> = (
+        &'a str,
+        Wire,
+        &'a str,
+        u16,
+        bool,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let providers: Vec<Row<'_>> = view
+        .providers
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.wire,
+                p.host.hostname.as_str(),
+                p.host.port,
+                p.tls,
+                p.policy.as_deref(),
+                p.region.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            (
+                "anthropic-e2e-anthropic",
+                Wire::Anthropic,
+                "api.anthropic.com",
+                443,
+                true,
+                Some("AnthropicAPIKey"),
+                None
+            ),
+            (
+                "bedrock-e2e-bedrock",
+                Wire::Bedrock,
+                "bedrock-runtime.us-east-1.amazonaws.com",
+                443,
+                true,
+                Some("AWSCredentials"),
+                Some("us-east-1")
+            ),
+            (
+                "openai-e2e-openai",
+                Wire::OpenAi,
+                "api.openai.com",
+                443,
+                true,
+                Some("APIKey"),
+                None
+            ),
+            (
+                "openai-e2e-local",
+                Wire::OpenAi,
+                "e2e-llm.e2e-models.svc.cluster.local",
+                8000,
+                false,
+                None,
+                None
+            ),
+        ]
     );
     assert!(
         view.models
@@ -238,7 +314,8 @@ fn gateway_view_of_the_rendered_tree() {
 
     // Failover: retry on the next priority, eject failing deployments, merge with the budget.
     let failover: Vec<&str> = view.failover_models().iter().map(|(m, _)| *m).collect();
-    assert_eq!(failover, ["gpt-4o"]);
+    // gpt-4: Azure → OpenAI (issue 16); gpt-4o: between the two Azure resources.
+    assert_eq!(failover, ["gpt-4", "gpt-4o"]);
     assert_eq!(view.failover.len(), 1);
     let policy = view.failover_policy("azure-openai").unwrap();
     assert_eq!(policy.policy, "azure-openai-failover");
@@ -271,7 +348,10 @@ fn plan_follows_the_rendered_files() {
     let mut sorted = order.clone();
     sorted.sort();
     let mut expected: Vec<String> = [
+        "anthropic",
         "azure-openai",
+        "bedrock",
+        "openai",
         "controller",
         "crds",
         "gateway",
@@ -320,9 +400,113 @@ fn plan_follows_the_rendered_files() {
             "e2e-primary.openai.azure.com",
             "e2e-secondary.openai.azure.com",
             "mcp.e2e.test",
+            "api.anthropic.com",
+            "bedrock-runtime.us-east-1.amazonaws.com",
+            "api.openai.com",
+            "e2e-llm.e2e-models.svc.cluster.local",
             "oci.e2e.test"
         ]
     );
+    // Issue 16: each provider's mock expects that provider's credential from e2e/cluster.yaml,
+    // and serves the model ids the routes send (the overrides where there are some).
+    let provider = |name: &str| {
+        mocks
+            .iter()
+            .find_map(|m| match m {
+                MockSpec::Provider {
+                    name: n,
+                    wire,
+                    tls,
+                    credential,
+                    region,
+                    models,
+                    ..
+                } if n == name => Some((
+                    *wire,
+                    *tls,
+                    credential.clone(),
+                    region.clone(),
+                    models.clone(),
+                )),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no mock {name}"))
+    };
+    assert_eq!(
+        provider("openai-e2e-openai"),
+        (
+            Wire::OpenAi,
+            true,
+            Some("fake-openai-key".into()),
+            None,
+            vec!["gpt-4o-mini".into(), "gpt-4".into()]
+        )
+    );
+    assert_eq!(
+        provider("openai-e2e-local"),
+        (Wire::OpenAi, false, None, None, vec!["e2e-llama".into()])
+    );
+    assert_eq!(
+        provider("anthropic-e2e-anthropic"),
+        (
+            Wire::Anthropic,
+            true,
+            Some("fake-anthropic-key".into()),
+            None,
+            vec!["claude-e2e".into()]
+        )
+    );
+    assert_eq!(
+        provider("bedrock-e2e-bedrock"),
+        (
+            Wire::Bedrock,
+            true,
+            Some("AKIAE2EFAKEKEY000001".into()),
+            Some("us-east-1".into()),
+            vec!["us.meta.llama3-2-1b-instruct-v1:0".into()]
+        )
+    );
+    // One traffic check per provider, in its wire format, and the cross-provider failover.
+    let provider_checks: Vec<(&str, &str, Wire, &str)> = traffic(&plan)
+        .into_iter()
+        .filter_map(|t| match t {
+            TrafficSpec::Provider {
+                model,
+                backend,
+                wire,
+                upstream_model,
+                ..
+            } => Some((
+                model.as_str(),
+                backend.as_str(),
+                *wire,
+                upstream_model.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        provider_checks,
+        [
+            (
+                "claude-e2e",
+                "anthropic-e2e-anthropic",
+                Wire::Anthropic,
+                "claude-e2e"
+            ),
+            (
+                "e2e-bedrock-llama",
+                "bedrock-e2e-bedrock",
+                Wire::Bedrock,
+                "us.meta.llama3-2-1b-instruct-v1:0"
+            ),
+            ("e2e-llama", "openai-e2e-local", Wire::OpenAi, "e2e-llama"),
+            ("e2e-mini", "openai-e2e-openai", Wire::OpenAi, "gpt-4o-mini"),
+        ]
+    );
+    assert!(traffic(&plan).iter().any(|t| matches!(t,
+        TrafficSpec::Failover { model, stop, expect, .. }
+            if model == "gpt-4" && stop == "azure-e2e-primary" && expect == "openai-e2e-openai")));
     assert!(
         matches!(mocks[0], MockSpec::Azure { api_key, deployments, port: 443, .. }
             if api_key == "fake-api-key-primary" && deployments == &["gpt-4", "gpt-4o"])
@@ -600,20 +784,21 @@ fn every_model_is_planned_however_many_aigatewayroutes_carry_them() {
     // every route that carries models is behind the client keys the requests then carry.
     let many: Vec<String> = (1..=17).map(|i| format!("e2e-model-{i:02}")).collect();
     let third = format!(
-        "  - name: \"e2e-third\"\n    host: \"e2e-third.openai.azure.com\"\n    api_key: \"fake-api-key-third\"\n    models: [{}]\nai_gateway_ratelimit_enabled:",
+        "  - name: \"e2e-third\"\n    host: \"e2e-third.openai.azure.com\"\n    api_key: \"fake-api-key-third\"\n    models: [{}]\nai_gateway_openai_backends:",
         many.iter()
             .map(|m| format!("\"{m}\""))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let text = e2e_text().replacen("ai_gateway_ratelimit_enabled:", &third, 1);
+    let text = e2e_text().replacen("ai_gateway_openai_backends:", &third, 1);
     assert_ne!(text, e2e_text());
     let rendered = common::render_config(&text);
     let tree = Tree::load(rendered.path()).unwrap();
     let view = GatewayView::from_tree(&tree).unwrap();
     let rendered_routes: Vec<&str> = tree.of_kind("AIGatewayRoute").map(|d| d.name()).collect();
     assert_eq!(view.routes, rendered_routes);
-    assert_eq!(view.models.len(), 20, "{:?}", view.models.keys());
+    // 3 Azure models, 4 of the other providers (issue 16), 17 more.
+    assert_eq!(view.models.len(), 24, "{:?}", view.models.keys());
     for (model, targets) in &view.models {
         assert!(!targets.is_empty(), "{model}");
         for t in targets {
@@ -631,6 +816,12 @@ fn every_model_is_planned_however_many_aigatewayroutes_carry_them() {
         .into_iter()
         .filter_map(|t| match t {
             TrafficSpec::Route {
+                model,
+                backend,
+                client,
+                ..
+            }
+            | TrafficSpec::Provider {
                 model,
                 backend,
                 client,
@@ -835,11 +1026,14 @@ fn namespace_directories_build_with_kustomize() {
             "ai-gateway",
             NS,
             &[
+                "anthropic",
                 "azure-openai",
+                "bedrock",
                 "controller",
                 "crds",
                 "gateway",
                 "mcp",
+                "openai",
                 "redis",
                 "routes",
             ][..],

@@ -1295,6 +1295,166 @@ fn cases() -> Vec<Case> {
         .at(CONTROLLER_KS, "metadata.name")
         .check(|ds| message_contains(ds, "hang in Terminating")),
     ]
+    .into_iter()
+    .chain(provider_cases())
+    .collect()
+}
+
+// ---- issue 16: providers beyond Azure API keys ----------------------------------------------
+//
+// The example renders Azure deployments only, so these cases add one provider backend the way
+// the templates of `backends/{openai,anthropic,bedrock}` write it, to the Azure backends' file
+// (already applied by a Flux Kustomization), with one thing wrong.
+
+/// Appends a provider backend `name`: Backend (`host:port`), a BackendTLSPolicy (System CAs)
+/// when `tls`, the AIServiceBackend of `schema`, and `policy` (type and body, or none).
+fn add_provider(
+    t: &Tree,
+    name: &str,
+    schema: &str,
+    endpoint: (&str, u16),
+    tls: bool,
+    policy: Option<&str>,
+) -> Edit {
+    let (host, port) = endpoint;
+    let mut text = t.read(BACKENDS)?;
+    text.push_str(&format!(
+        "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}\nspec:\n  endpoints:\n    - fqdn:\n        hostname: {host}\n        port: {port}\n"
+    ));
+    if tls {
+        text.push_str(&format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata:\n  name: {name}-tls\nspec:\n  targetRefs:\n    - group: gateway.envoyproxy.io\n      kind: Backend\n      name: {name}\n  validation:\n    hostname: {host}\n    wellKnownCACertificates: System\n"
+        ));
+    }
+    text.push_str(&format!(
+        "---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {name}\nspec:\n  schema: {{name: {schema}}}\n  backendRef:\n    name: {name}\n    kind: Backend\n    group: gateway.envoyproxy.io\n  headerMutation:\n    remove:\n      - authorization\n"
+    ));
+    if let Some(policy) = policy {
+        text.push_str(&format!(
+            "---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: {name}-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: {name}\n{policy}"
+        ));
+    }
+    t.write(BACKENDS, &text)
+}
+
+/// An `AnthropicAPIKey` policy reading the example's first Azure key Secret (it has `apiKey`).
+const ANTHROPIC_POLICY: &str = "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: azure-test-primary-apikey\n";
+
+fn provider_cases() -> Vec<Case> {
+    vec![
+        case(
+            "an Anthropic backend with an APIKey policy (a Bearer token; Anthropic reads x-api-key)",
+            "verify::provider_auth_type",
+            |t| {
+                add_provider(
+                    t,
+                    "anthropic-test",
+                    "Anthropic",
+                    ("api.anthropic.com", 443),
+                    true,
+                    Some("  type: APIKey\n  apiKey:\n    secretRef:\n      name: azure-test-primary-apikey\n"),
+                )
+            },
+        )
+        .at(BACKENDS, "spec.type")
+        .check(|ds| message_contains(ds, "x-api-key")),
+        case(
+            "an Anthropic backend without any policy",
+            "verify::provider_auth_missing",
+            |t| {
+                add_provider(
+                    t,
+                    "anthropic-test",
+                    "Anthropic",
+                    ("api.anthropic.com", 443),
+                    true,
+                    None,
+                )
+            },
+        )
+        .at(BACKENDS, "metadata.name")
+        .check(|ds| help_contains(ds, "AnthropicAPIKey")),
+        case(
+            "a Bedrock backend connecting to another region than its policy signs for",
+            "verify::bedrock_endpoint",
+            |t| {
+                add_provider(
+                    t,
+                    "bedrock-test",
+                    "AWSBedrock",
+                    ("bedrock-runtime.us-west-2.amazonaws.com", 443),
+                    true,
+                    Some("  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n"),
+                )
+            },
+        )
+        .at(BACKENDS, "spec.endpoints[0].fqdn.hostname")
+        .line("bedrock-runtime.us-west-2.amazonaws.com")
+        .check(|ds| help_contains(ds, "bedrock-runtime.us-east-1.amazonaws.com")),
+        case(
+            "a public-CA BackendTLSPolicy on a plain-HTTP in-cluster model server",
+            "verify::tls_system_ca_in_cluster",
+            |t| {
+                add_provider(
+                    t,
+                    "openai-vllm",
+                    "OpenAI",
+                    ("vllm.ai.svc.cluster.local", 8000),
+                    true,
+                    None,
+                )
+            },
+        )
+        .at(BACKENDS, "spec.validation"),
+        case(
+            "an external OpenAI host on port 80 without TLS",
+            "verify::backend_cleartext_external",
+            |t| {
+                add_provider(
+                    t,
+                    "openai-test",
+                    "OpenAI",
+                    ("api.openai.com", 80),
+                    false,
+                    Some("  type: APIKey\n  apiKey:\n    secretRef:\n      name: azure-test-primary-apikey\n"),
+                )
+            },
+        )
+        .at(BACKENDS, "spec.endpoints[0]"),
+        case(
+            "a model failing over from Azure (chat completions) to Anthropic (messages)",
+            "verify::route_mixed_api",
+            |t| {
+                add_provider(
+                    t,
+                    "anthropic-test",
+                    "Anthropic",
+                    ("api.anthropic.com", 443),
+                    true,
+                    Some(ANTHROPIC_POLICY),
+                )?;
+                // The first rule (gpt-4) gets Anthropic as its second backend.
+                t.replace_first(
+                    ROUTE,
+                    "        - name: \"azure-test-primary\"\n          priority: 0\n",
+                    "        - name: \"azure-test-primary\"\n          priority: 0\n        - name: anthropic-test\n          priority: 1\n",
+                )
+            },
+        )
+        .at(ROUTE, "spec.rules[0].backendRefs[1]"),
+        case(
+            "an Entra ID policy whose Secret has `apiKey` instead of `client-secret`",
+            "verify::secret_key_missing",
+            |t| {
+                t.replace_first(
+                    BACKENDS,
+                    "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: \"azure-test-primary-apikey\"\n",
+                    "  type: AzureCredentials\n  azureCredentials:\n    tenantID: 72f988bf-86f1-41af-91ab-2d7cd011db47\n    clientID: 0b5e1d2c-3f4a-4b6c-8d9e-a1b2c3d4e5f6\n    clientSecretRef:\n      name: \"azure-test-primary-apikey\"\n",
+                )
+            },
+        )
+        .check(|ds| message_contains(ds, "client-secret")),
+    ]
 }
 
 /// The files of the public example that issue 13 changed, as the templates rendered them before

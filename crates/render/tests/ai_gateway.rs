@@ -38,6 +38,11 @@ const CONTROLLER_FQDN: &str = "ai-gateway-controller.envoy-ai-gateway-system.svc
 /// must reach the cluster unchanged (quotes, `#`, `: `, `${…}`, `{{ }}` in a key).
 const FULL_AI: &str = include_str!("fixtures/ai-gateway-full.yaml");
 
+/// Replaces the AI section of `public.yaml` for the `providers` case (issue 16): Azure with an API
+/// key and with Entra ID, OpenAI, an in-cluster OpenAI-compatible Service, Anthropic and Bedrock,
+/// one model failing over from Azure to OpenAI.
+const PROVIDERS_AI: &str = include_str!("fixtures/ai-gateway-providers.yaml");
+
 // ---------------------------------------------------------------------------------------------
 // Rendering the cases
 // ---------------------------------------------------------------------------------------------
@@ -102,6 +107,7 @@ fn case(name: &str) -> &'static Case {
     static PRIVATE: OnceLock<Case> = OnceLock::new();
     static FULL: OnceLock<Case> = OnceLock::new();
     static DISABLED: OnceLock<Case> = OnceLock::new();
+    static PROVIDERS: OnceLock<Case> = OnceLock::new();
     match name {
         "public" => {
             PUBLIC.get_or_init(|| render_case("public", &read(".github/tests/public.yaml")))
@@ -111,13 +117,26 @@ fn case(name: &str) -> &'static Case {
         }
         "full" => FULL.get_or_init(|| render_case("full", &(public_without_ai() + FULL_AI))),
         "disabled" => DISABLED.get_or_init(|| render_case("disabled", &public_without_ai())),
+        "providers" => PROVIDERS
+            .get_or_init(|| render_case("providers", &(public_without_ai() + PROVIDERS_AI))),
         other => panic!("no case {other}"),
     }
 }
 
 /// The cases with the AI Gateway enabled.
-fn enabled() -> [&'static Case; 3] {
+/// The enabled cases whose backends are all Azure deployments with API keys (the lessons that
+/// count Azure objects); `providers` has its own tests below.
+fn azure_only() -> [&'static Case; 3] {
     [case("public"), case("private"), case("full")]
+}
+
+fn enabled() -> [&'static Case; 4] {
+    [
+        case("public"),
+        case("private"),
+        case("full"),
+        case("providers"),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,6 +459,11 @@ fn snapshot_full() {
 }
 
 #[test]
+fn snapshot_providers() {
+    insta::assert_snapshot!("providers", ai_text(&case("providers").rendered));
+}
+
+#[test]
 fn snapshot_disabled_has_no_ai_output() {
     let c = case("disabled");
     assert!(!c.config.cluster.ai_gateway_enabled);
@@ -579,7 +603,7 @@ fn lesson1_backend_refs_by_name_only() {
 
 #[test]
 fn lesson2_azure_api_key_type() {
-    for c in enabled() {
+    for c in azure_only() {
         let tree = Tree::new(&c.rendered);
         let backends = tree.kind("AIServiceBackend");
         assert_eq!(
@@ -672,8 +696,8 @@ fn lesson2_azure_api_key_type() {
                 )
                 .unwrap_or_else(|| panic!("{}: Secret of {} missing", c.name, bsp.id()));
             assert_eq!(
-                str_at(&secret.doc, "/stringData/apiKey"),
-                d.api_key,
+                Some(str_at(&secret.doc, "/stringData/apiKey")),
+                d.api_key.as_deref(),
                 "{}",
                 secret.id()
             );
@@ -687,7 +711,7 @@ fn lesson2_azure_api_key_type() {
 
 #[test]
 fn lesson3_every_backend_has_a_tls_policy() {
-    for c in enabled() {
+    for c in azure_only() {
         let tree = Tree::new(&c.rendered);
         let backends = tree.kind("Backend");
         let expected = c.config.cluster.ai_gateway_azure_deployments.len()
@@ -1466,7 +1490,7 @@ fn assert_acyclic(flux: &[FluxKs]) {
 
 #[test]
 fn lesson_secret_namespace_and_key() {
-    for c in enabled() {
+    for c in azure_only() {
         let tree = Tree::new(&c.rendered);
         // (reader, secret name, required key)
         let mut refs: Vec<(&Obj, String, Option<&str>)> = Vec::new();
@@ -1551,7 +1575,10 @@ fn lesson_secret_namespace_and_key() {
         }
         // No key leaks outside the encrypted files.
         for d in &c.config.cluster.ai_gateway_azure_deployments {
-            assert_only_in_sops(&c.rendered, &d.api_key);
+            assert_only_in_sops(
+                &c.rendered,
+                d.api_key.as_deref().expect("API-key deployments"),
+            );
         }
         for s in &c.config.cluster.ai_gateway_mcp_servers {
             if let Some(k) = &s.api_key {
@@ -1702,7 +1729,7 @@ fn failover_priorities_follow_deployment_order() {
 
 #[test]
 fn model_name_override_only_where_the_deployment_differs() {
-    for c in enabled() {
+    for c in azure_only() {
         let tree = Tree::new(&c.rendered);
         let table = route_table(&tree);
         let mut expected_models = BTreeSet::new();
@@ -1961,7 +1988,10 @@ fn versions_are_pinned_with_renovate_comments() {
 fn user_values_pass_through_unchanged() {
     let c = case("full");
     let tree = Tree::new(&c.rendered);
-    let hostile = &c.config.cluster.ai_gateway_azure_deployments[1].api_key;
+    let hostile = c.config.cluster.ai_gateway_azure_deployments[1]
+        .api_key
+        .as_deref()
+        .expect("an API-key deployment");
     assert!(hostile.contains("${") && hostile.contains("{{") && hostile.contains('"'));
     let secret = tree
         .kind("Secret")

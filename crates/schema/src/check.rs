@@ -470,6 +470,9 @@ pub const SECRET_FIELDS: &[&str] = &[
     "proxmox_ccm_token_secret",
     "api_key",
     "key",
+    "client_secret",
+    "access_key_id",
+    "secret_access_key",
 ];
 
 /// Whether the dotted key path (`ai_gateway_azure_deployments[1].api_key`) ends in a secret key.

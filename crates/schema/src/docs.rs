@@ -44,7 +44,19 @@ fn nested(out: &mut String, f: &Field) {
     } = &f.ty
     {
         for inner in *fields {
-            row(out, &format!("{}[].", f.name), inner);
+            let prefix = format!("{}[].", f.name);
+            row(out, &prefix, inner);
+            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
+        }
+    }
+}
+
+/// The keys of a mapping-valued key (`entra_id.tenant_id`, `service.port`).
+fn mapping_keys(out: &mut String, prefix: &str, f: &Field) {
+    if let Ty::Object(fields) = &f.ty {
+        for inner in *fields {
+            row(out, prefix, inner);
+            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
         }
     }
 }
@@ -106,7 +118,7 @@ const RULES: &str = "
 - BGP is all or nothing: `cilium_bgp_router_addr`, `cilium_bgp_router_asn` and `cilium_bgp_node_asn` together.
 - Node names and MAC addresses are unique; `global`, `controller` and `worker` are reserved names; at least one node is a controller (an even number of controllers is a warning).
 - Proxmox CSI needs `proxmox_csi_token_id`, `proxmox_csi_token_secret`, `proxmox_api_url`, `proxmox_region` and `proxmox_storage`; Proxmox CCM needs `proxmox_ccm_token_id`, `proxmox_ccm_token_secret`, `proxmox_api_url` and `proxmox_region`.
-- With `ai_gateway_enabled`: at least one Azure deployment; unique deployment, MCP server and client names; generated object names at most 63 characters and no collision between Azure backends (`azure-<name>`) and MCP backends (`<name>`); every `tool_filter` is a valid RE2 regular expression, checked with the rules of Go's `regexp`, which the gateway compiles it with (no class set operations, nested classes, `x`/`u`/`R` flags, long Unicode property names, `\\<`/`\\>`, counts over 1000); a model is listed at most once per deployment; `ai_gateway_mcp_enabled` needs at least one MCP server; `ai_gateway_external: true` needs at least one client key.
-- Plain (non-secret) values contain no `${`: Flux's variable substitution would replace it on the cluster. Secrets (`cloudflare_token`, `api_key`, `key`, Proxmox token secrets) are exempt: they reach the cluster encrypted, with substitution disabled.
+- With `ai_gateway_enabled`: at least one Azure deployment or provider backend; unique deployment, backend (per provider list), MCP server and client names; generated object names at most 63 characters and no collision between Azure backends (`azure-<name>`), provider backends (`openai-<name>`, `anthropic-<name>`, `bedrock-<name>`) and MCP backends (`<name>`); an Azure deployment has exactly one of `api_key` and `entra_id`; an OpenAI backend has exactly one of `host` and `service`, a `host` needs an `api_key` and is not a cluster-internal name; a model served by an Anthropic backend is served by no backend of another provider (v0.4.0 serves Anthropic only on its Messages API); a model's failover chain holds at most 128 backends; every `tool_filter` is a valid RE2 regular expression, checked with the rules of Go's `regexp`, which the gateway compiles it with (no class set operations, nested classes, `x`/`u`/`R` flags, long Unicode property names, `\\<`/`\\>`, counts over 1000); a model is listed at most once per deployment or backend; `ai_gateway_mcp_enabled` needs at least one MCP server; `ai_gateway_external: true` needs at least one client key.
+- Plain (non-secret) values contain no `${`: Flux's variable substitution would replace it on the cluster. Secrets (`cloudflare_token`, `api_key`, `key`, `client_secret`, `access_key_id`, `secret_access_key`, Proxmox token secrets) are exempt: they reach the cluster encrypted, with substitution disabled.
 - `ai_gateway_*` keys set while `ai_gateway_enabled` is not true are warnings, as are MCP servers without `ai_gateway_mcp_enabled` and a rate limit without `ai_gateway_ratelimit_enabled`.
 ";

@@ -16,7 +16,34 @@ pub(crate) fn check(c: &Cluster, src: &Sources<'_>) -> Vec<Diagnostic> {
     }
     let mut exposed = Vec::new();
     if !c.ai_gateway_azure_deployments.is_empty() {
-        exposed.push("the Azure OpenAI deployments (the gateway adds their api-keys)");
+        exposed.push(
+            if c.ai_gateway_azure_deployments
+                .iter()
+                .all(|d| d.api_key.is_some())
+            {
+                "the Azure OpenAI deployments (the gateway adds their api-keys)"
+            } else {
+                "the Azure OpenAI deployments (the gateway adds their credentials)"
+            },
+        );
+    }
+    if !c.ai_gateway_openai_backends.is_empty() {
+        exposed.push(
+            if c.ai_gateway_openai_backends
+                .iter()
+                .any(|b| b.api_key.is_some())
+            {
+                "the OpenAI backends (the gateway adds their keys)"
+            } else {
+                "the in-cluster OpenAI-compatible model servers"
+            },
+        );
+    }
+    if !c.ai_gateway_anthropic_backends.is_empty() {
+        exposed.push("the Anthropic backends (the gateway adds their keys)");
+    }
+    if !c.ai_gateway_bedrock_backends.is_empty() {
+        exposed.push("AWS Bedrock (the gateway signs with its access key)");
     }
     let tokens = c.ai_gateway_mcp_enabled
         && c.ai_gateway_mcp_servers

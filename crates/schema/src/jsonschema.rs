@@ -25,11 +25,22 @@ fn pretty(v: &Json) -> String {
 }
 
 fn cluster_schema() -> Json {
-    document(
+    let mut schema = document(
         "cluster.yaml",
         "Cluster configuration: network, repository, Cloudflare and optional features.",
         spec::CLUSTER,
-    )
+    );
+    // "Exactly one of" pairs (issue 16), which the field table cannot say.
+    for (list, keys) in crate::providers::EXACTLY_ONE_OF {
+        if let Some(items) = schema
+            .pointer_mut(&format!("/properties/{list}/items"))
+            .and_then(Json::as_object_mut)
+        {
+            let alternatives: Vec<Json> = keys.iter().map(|k| json!({"required": [k]})).collect();
+            items.insert("oneOf".into(), Json::Array(alternatives));
+        }
+    }
+    schema
 }
 
 fn nodes_schema() -> Json {
@@ -158,9 +169,25 @@ mod tests {
         assert_eq!(props.len(), spec::CLUSTER.len());
         assert_eq!(props["cluster_pod_cidr"]["default"], "10.42.0.0/16");
         let dep = &props["ai_gateway_azure_deployments"]["items"];
+        assert_eq!(dep["required"], json!(["name", "host", "models"]));
         assert_eq!(
-            dep["required"],
-            json!(["name", "host", "api_key", "models"])
+            dep["oneOf"],
+            json!([{"required": ["api_key"]}, {"required": ["entra_id"]}])
+        );
+        let openai = &props["ai_gateway_openai_backends"]["items"];
+        assert_eq!(
+            openai["oneOf"],
+            json!([{"required": ["host"]}, {"required": ["service"]}])
+        );
+        assert_eq!(
+            props["ai_gateway_bedrock_backends"]["items"]["required"],
+            json!([
+                "name",
+                "region",
+                "access_key_id",
+                "secret_access_key",
+                "models"
+            ])
         );
         assert!(dep["properties"]["models"]["items"]["oneOf"].is_array());
         let nodes = nodes_schema();

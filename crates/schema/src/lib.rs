@@ -22,6 +22,7 @@ mod jsonschema;
 mod model;
 mod names;
 mod net;
+pub mod providers;
 mod re2;
 pub mod repofile;
 mod rules;
@@ -37,7 +38,10 @@ pub use diag::{
 };
 pub use docs::configuration_reference;
 pub use jsonschema::{cluster_json_schema, nodes_json_schema};
-pub use model::{AzureDeployment, ClientKey, Cluster, Config, McpServer, Model, Node};
+pub use model::{
+    AnthropicBackend, AzureDeployment, BedrockBackend, ClientKey, Cluster, Config, EntraId,
+    McpServer, Model, Node, OpenAiBackend, ProviderModel, ServiceRef,
+};
 pub use names::{AI_GATEWAY, AI_HOSTNAME_PREFIX, AI_NAMESPACE, ROUTE_RULES_MAX};
 pub use net::Cidr;
 

@@ -46,6 +46,9 @@ pub struct Cluster {
     pub ai_gateway_version: String,
     pub ai_gateway_addr: Option<String>,
     pub ai_gateway_azure_deployments: Vec<AzureDeployment>,
+    pub ai_gateway_openai_backends: Vec<OpenAiBackend>,
+    pub ai_gateway_anthropic_backends: Vec<AnthropicBackend>,
+    pub ai_gateway_bedrock_backends: Vec<BedrockBackend>,
     pub ai_gateway_mcp_enabled: bool,
     pub ai_gateway_mcp_servers: Vec<McpServer>,
     pub ai_gateway_ratelimit_enabled: bool,
@@ -59,9 +62,100 @@ pub struct Cluster {
 pub struct AzureDeployment {
     pub name: String,
     pub host: String,
-    pub api_key: String,
+    /// Exactly one of `api_key` and `entra_id` (checked in `providers::rules`).
+    pub api_key: Option<String>,
+    pub entra_id: Option<EntraId>,
     pub models: Vec<Model>,
     pub api_version: String,
+    pub priority: i64,
+}
+
+/// A Microsoft Entra ID service principal with a client secret.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct EntraId {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// An OpenAI or OpenAI-compatible endpoint: an external `host` or an in-cluster `service`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct OpenAiBackend {
+    pub name: String,
+    pub host: Option<String>,
+    pub service: Option<ServiceRef>,
+    pub api_key: Option<String>,
+    pub api_prefix: String,
+    pub models: Vec<ProviderModel>,
+    pub priority: i64,
+}
+
+/// An in-cluster Service spoken to in plain HTTP.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct ServiceRef {
+    pub name: String,
+    pub namespace: String,
+    pub port: i64,
+}
+
+impl ServiceRef {
+    /// The Service's cluster DNS name (Talos' default cluster domain, as every template assumes).
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct AnthropicBackend {
+    pub name: String,
+    pub api_key: String,
+    pub models: Vec<ProviderModel>,
+    pub priority: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct BedrockBackend {
+    pub name: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub models: Vec<ProviderModel>,
+    pub priority: i64,
+}
+
+/// A model of a provider list: `gpt-4o`, or `{name: fast, model: gpt-4o-mini}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ProviderModel {
+    Name(String),
+    Mapped {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        model: String,
+    },
+}
+
+impl ProviderModel {
+    /// The model name clients send.
+    pub fn name(&self) -> &str {
+        match self {
+            ProviderModel::Name(n) | ProviderModel::Mapped { name: n, .. } => n,
+        }
+    }
+
+    /// The provider's model id (the name clients send unless mapped).
+    pub fn upstream(&self) -> &str {
+        match self {
+            ProviderModel::Name(n) => n,
+            ProviderModel::Mapped { model, .. } => model,
+        }
+    }
 }
 
 /// A model as written: `gpt-4o`, or `{name: gpt-4o, deployment: gpt4o-prod}`.
@@ -252,20 +346,30 @@ fn ai_context(config: &Config) -> Json {
         .ai_gateway_azure_deployments
         .iter()
         .map(|d| {
+            // API-key deployments keep the names (and objects) they had before Entra ID.
+            let (security_policy, secret) = match d.entra_id {
+                Some(_) => (names::azure_entra(&d.name), names::azure_entra(&d.name)),
+                None => (
+                    names::azure_security_policy(&d.name),
+                    names::azure_secret(&d.name),
+                ),
+            };
             serde_json::json!({
                 "name": d.name,
                 "host": d.host,
                 "api_key": d.api_key,
+                "entra_id": d.entra_id,
                 "api_version": d.api_version,
                 "backend": names::azure_backend(&d.name),
                 "tls_policy": names::tls_policy(&names::azure_backend(&d.name)),
-                "security_policy": names::azure_security_policy(&d.name),
-                "secret": names::azure_secret(&d.name),
+                "security_policy": security_policy,
+                "secret": secret,
                 "models": d.models.iter().map(|m| serde_json::json!({"name": m.name(), "deployment": m.deployment()})).collect::<Vec<_>>(),
             })
         })
         .collect();
-    let model_routes = names::model_routes(&c.ai_gateway_azure_deployments);
+    let upstreams = crate::providers::upstreams(c);
+    let model_routes = names::model_routes(&upstreams);
     let route_json = |r: &names::ModelRoute| {
         serde_json::json!({
             "model": r.model,
@@ -273,6 +377,7 @@ fn ai_context(config: &Config) -> Json {
                 "backend": b.backend,
                 "priority": b.priority,
                 "model_override": b.model_override,
+                "azure": b.backend.starts_with("azure-"),
             })).collect::<Vec<_>>(),
         })
     };
@@ -304,11 +409,23 @@ fn ai_context(config: &Config) -> Json {
             })
         })
         .collect();
+    // Anthropic answers 529 when it is overloaded: worth failing over on, where a chain holds an
+    // Anthropic backend.
+    let anthropic_failover = model_routes.iter().any(|r| {
+        r.backends.len() > 1
+            && r.backends
+                .iter()
+                .any(|b| b.backend.starts_with("anthropic-"))
+    });
     serde_json::json!({
         "namespace": names::AI_NAMESPACE,
         "gateway": names::AI_GATEWAY,
         "hostname_prefix": names::AI_HOSTNAME_PREFIX,
         "deployments": deployments,
+        "openai": openai_context(c),
+        "anthropic": anthropic_context(c),
+        "bedrock": bedrock_context(c),
+        "anthropic_failover": anthropic_failover,
         "routes": routes,
         "route_groups": route_groups,
         "mcp_servers": mcp,
@@ -316,4 +433,70 @@ fn ai_context(config: &Config) -> Json {
         "has_client_keys": !c.ai_gateway_client_keys.is_empty(),
         "dedicated_address": c.ai_gateway_addr.is_some(),
     })
+}
+
+fn openai_context(c: &Cluster) -> Vec<Json> {
+    const KEY: &str = "ai_gateway_openai_backends";
+    c.ai_gateway_openai_backends
+        .iter()
+        .map(|b| {
+            let backend = names::provider_backend(KEY, &b.name);
+            // An external host is spoken to in HTTPS on 443; an in-cluster Service in plain HTTP.
+            let (host, port, tls) = match (&b.host, &b.service) {
+                (Some(h), _) => (h.clone(), 443, true),
+                (None, Some(svc)) => (svc.fqdn(), svc.port, false),
+                (None, None) => (String::new(), 0, false),
+            };
+            serde_json::json!({
+                "name": b.name,
+                "backend": backend,
+                "tls_policy": names::tls_policy(&backend),
+                "host": host,
+                "port": port,
+                "tls": tls,
+                "service": b.service,
+                "api_prefix": b.api_prefix,
+                "api_key": b.api_key,
+                "credentials": b.api_key.as_ref().map(|_| names::provider_credentials(KEY, &b.name)),
+            })
+        })
+        .collect()
+}
+
+fn anthropic_context(c: &Cluster) -> Vec<Json> {
+    const KEY: &str = "ai_gateway_anthropic_backends";
+    c.ai_gateway_anthropic_backends
+        .iter()
+        .map(|b| {
+            let backend = names::provider_backend(KEY, &b.name);
+            serde_json::json!({
+                "name": b.name,
+                "backend": backend,
+                "tls_policy": names::tls_policy(&backend),
+                "host": names::ANTHROPIC_HOST,
+                "api_key": b.api_key,
+                "credentials": names::provider_credentials(KEY, &b.name),
+            })
+        })
+        .collect()
+}
+
+fn bedrock_context(c: &Cluster) -> Vec<Json> {
+    const KEY: &str = "ai_gateway_bedrock_backends";
+    c.ai_gateway_bedrock_backends
+        .iter()
+        .map(|b| {
+            let backend = names::provider_backend(KEY, &b.name);
+            serde_json::json!({
+                "name": b.name,
+                "backend": backend,
+                "tls_policy": names::tls_policy(&backend),
+                "host": names::bedrock_host(&b.region),
+                "region": b.region,
+                "access_key_id": b.access_key_id,
+                "secret_access_key": b.secret_access_key,
+                "credentials": names::provider_credentials(KEY, &b.name),
+            })
+        })
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! One place decides them, so the validator can check that they fit Kubernetes limits and do not
 //! collide, and the templates read them from the context instead of rebuilding them.
 
-use crate::model::AzureDeployment;
+use crate::providers::Upstream;
 
 pub const AI_NAMESPACE: &str = "envoy-ai-gateway-system";
 /// The Gateway; in GatewayNamespace mode Envoy Gateway names its Service after it.
@@ -11,6 +11,15 @@ pub const AI_GATEWAY: &str = "ai-gateway";
 /// The endpoint is `aiops.<domain>`.
 pub const AI_HOSTNAME_PREFIX: &str = "aiops";
 pub const CLIENT_KEYS_SECRET: &str = "ai-gateway-client-keys";
+/// Anthropic's API host.
+pub const ANTHROPIC_HOST: &str = "api.anthropic.com";
+
+/// Bedrock's runtime endpoint in `region`: the host v0.4.0 signs requests for (SigV4, service
+/// `bedrock`), so the Backend must connect exactly there.
+pub fn bedrock_host(region: &str) -> String {
+    format!("bedrock-runtime.{region}.amazonaws.com")
+}
+
 /// Object names must be DNS labels: Services and label values allow at most 63 characters.
 pub const MAX_NAME: usize = 63;
 
@@ -25,6 +34,48 @@ pub fn azure_security_policy(name: &str) -> String {
 
 pub fn azure_secret(name: &str) -> String {
     format!("azure-{name}-apikey")
+}
+
+/// The Secret and BackendSecurityPolicy of an Azure deployment authenticating with Entra ID.
+/// (The controller keeps the access tokens it obtains in a Secret of its own,
+/// `ai-eg-bsp-<policy name>`.)
+pub fn azure_entra(name: &str) -> String {
+    format!("azure-{name}-entra")
+}
+
+/// The `Backend` and `AIServiceBackend` of an entry of a provider list (`openai-<name>`,
+/// `anthropic-<name>`, `bedrock-<name>`).
+pub fn provider_backend(list_key: &str, name: &str) -> String {
+    format!("{}-{name}", provider_prefix(list_key))
+}
+
+fn provider_prefix(list_key: &str) -> &'static str {
+    match list_key {
+        "ai_gateway_openai_backends" => "openai",
+        "ai_gateway_anthropic_backends" => "anthropic",
+        _ => "bedrock",
+    }
+}
+
+/// The BackendSecurityPolicy and Secret of a provider entry: `<backend>-apikey`, or
+/// `bedrock-<name>-credentials` (an AWS credentials file).
+pub fn provider_credentials(list_key: &str, name: &str) -> String {
+    let backend = provider_backend(list_key, name);
+    if list_key == "ai_gateway_bedrock_backends" {
+        format!("{backend}-credentials")
+    } else {
+        format!("{backend}-apikey")
+    }
+}
+
+/// Every generated name for one provider entry, for length checks and collisions.
+pub fn provider_names(list_key: &str, name: &str) -> Vec<String> {
+    let backend = provider_backend(list_key, name);
+    vec![
+        backend.clone(),
+        tls_policy(&backend),
+        provider_credentials(list_key, name),
+    ]
 }
 
 /// The MCP `Backend` is named exactly like the server: the AI Gateway prefixes tools with the
@@ -49,6 +100,7 @@ pub fn azure_names(name: &str) -> Vec<String> {
         tls_policy(&backend),
         azure_security_policy(name),
         azure_secret(name),
+        azure_entra(name),
     ]
 }
 
@@ -99,18 +151,19 @@ pub struct RouteBackend {
     pub model_override: Option<String>,
 }
 
-/// Groups models across deployments, keeping the first-seen order of models.
-pub fn model_routes(deployments: &[AzureDeployment]) -> Vec<ModelRoute> {
+/// Groups models across backends (in failover order, see [`crate::providers::upstreams`]),
+/// keeping the first-seen order of models.
+pub fn model_routes(upstreams: &[Upstream]) -> Vec<ModelRoute> {
     let mut routes: Vec<ModelRoute> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for d in deployments {
-        for m in &d.models {
+    for u in upstreams {
+        for (model, model_override) in &u.models {
             let backend = RouteBackend {
-                backend: azure_backend(&d.name),
+                backend: u.backend.clone(),
                 priority: 0,
-                model_override: (m.deployment() != m.name()).then(|| m.deployment().to_owned()),
+                model_override: model_override.clone(),
             };
-            match index.get(m.name()) {
+            match index.get(model.as_str()) {
                 Some(&i) => {
                     let route = &mut routes[i];
                     let priority = route.backends.len() as u32;
@@ -120,9 +173,9 @@ pub fn model_routes(deployments: &[AzureDeployment]) -> Vec<ModelRoute> {
                     });
                 }
                 None => {
-                    index.insert(m.name(), routes.len());
+                    index.insert(model, routes.len());
                     routes.push(ModelRoute {
-                        model: m.name().to_owned(),
+                        model: model.clone(),
                         backends: vec![backend],
                     });
                 }
@@ -145,7 +198,7 @@ pub fn route_groups(routes: &[ModelRoute]) -> Vec<(String, &[ModelRoute])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Model;
+    use crate::model::{AzureDeployment, Cluster, Model};
 
     fn dep(name: &str, models: Vec<Model>) -> AzureDeployment {
         AzureDeployment {
@@ -155,9 +208,17 @@ mod tests {
         }
     }
 
+    fn routes_of(deployments: Vec<AzureDeployment>) -> Vec<ModelRoute> {
+        let c = Cluster {
+            ai_gateway_azure_deployments: deployments,
+            ..Default::default()
+        };
+        model_routes(&crate::providers::upstreams(&c))
+    }
+
     #[test]
     fn shared_models_fail_over_in_list_order() {
-        let routes = model_routes(&[
+        let routes = routes_of(vec![
             dep(
                 "a",
                 vec![Model::Name("gpt-4".into()), Model::Name("gpt-4o".into())],
@@ -193,7 +254,7 @@ mod tests {
     #[test]
     fn more_than_fifteen_models_spread_over_routes() {
         let models = (0..31).map(|i| Model::Name(format!("m{i}"))).collect();
-        let routes = model_routes(&[dep("a", models)]);
+        let routes = routes_of(vec![dep("a", models)]);
         let groups = route_groups(&routes);
         let shape: Vec<(&str, usize, &str)> = groups
             .iter()

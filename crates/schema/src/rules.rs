@@ -16,11 +16,11 @@ use crate::yaml;
 
 /// Remembers where each value was first seen, to report duplicates against it.
 #[derive(Default)]
-struct FirstSeen<'a>(HashMap<&'a str, usize>);
+pub(crate) struct FirstSeen<'a>(HashMap<&'a str, usize>);
 
 impl<'a> FirstSeen<'a> {
     /// The index `value` was first seen at, or `None` (recording `index`) when it is new.
-    fn check(&mut self, value: &'a str, index: usize) -> Option<usize> {
+    pub(crate) fn check(&mut self, value: &'a str, index: usize) -> Option<usize> {
         match self.0.get(value) {
             Some(first) => Some(*first),
             None => {
@@ -65,7 +65,7 @@ impl Sources<'_> {
         Some(node.location(file))
     }
 
-    fn has_key(&self, key: &str) -> bool {
+    pub(crate) fn has_key(&self, key: &str) -> bool {
         self.cluster
             .and_then(|c| c.get(key))
             .is_some_and(|n| !n.is_null())
@@ -97,13 +97,13 @@ fn segments(path: &str) -> Vec<Seg<'_>> {
     out
 }
 
-struct Ctx<'a> {
-    src: &'a Sources<'a>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) src: &'a Sources<'a>,
     diags: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn error(
+    pub(crate) fn error(
         &mut self,
         code: &str,
         path: &str,
@@ -117,7 +117,7 @@ impl Ctx<'_> {
         )
     }
 
-    fn warning(
+    pub(crate) fn warning(
         &mut self,
         code: &str,
         path: &str,
@@ -138,7 +138,7 @@ impl Ctx<'_> {
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn note_at(&mut self, text: String, path: &str) {
+    pub(crate) fn note_at(&mut self, text: String, path: &str) {
         let loc = self.src.locate(path);
         if let Some(d) = self.diags.last_mut() {
             d.notes.push((text, loc));
@@ -550,13 +550,18 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
         return;
     }
 
-    if c.ai_gateway_azure_deployments.is_empty() && !cx.src.has_key("ai_gateway_azure_deployments")
-    {
+    const LISTS: [&str; 4] = [
+        "ai_gateway_azure_deployments",
+        "ai_gateway_openai_backends",
+        "ai_gateway_anthropic_backends",
+        "ai_gateway_bedrock_backends",
+    ];
+    if crate::providers::upstreams(c).is_empty() && !LISTS.iter().any(|k| cx.src.has_key(k)) {
         cx.error(
             "ai_no_deployments",
             "ai_gateway_enabled",
-            "the AI Gateway is enabled but ai_gateway_azure_deployments is empty".to_owned(),
-            "add at least one Azure OpenAI deployment (name, host, api_key, models)".to_owned(),
+            "the AI Gateway is enabled but no model backend is configured (ai_gateway_azure_deployments, ai_gateway_openai_backends, ai_gateway_anthropic_backends and ai_gateway_bedrock_backends are empty)".to_owned(),
+            "add at least one Azure OpenAI deployment (name, host, api_key, models) or a backend of another provider".to_owned(),
         );
     }
     if c.ai_gateway_version != "v0.4.0" {
@@ -595,7 +600,7 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
                         "ai_name_collision",
                         &owner_path,
                         format!("generated object name `{n}` is also generated for {first}"),
-                        "rename one of them; Azure backends are named `azure-<name>`, MCP backends exactly `<name>`".to_owned(),
+                        "rename one of them; Azure backends are named `azure-<name>`, other providers' `openai-<name>`, `anthropic-<name>`, `bedrock-<name>`, MCP backends exactly `<name>`".to_owned(),
                     );
                     cx.note_at(format!("{first} is set here"), &first);
                 }
@@ -643,27 +648,10 @@ fn ai_gateway(cx: &mut Ctx<'_>, c: &Cluster) {
         }
     }
 
-    // A model's failover chain is one AIGatewayRoute rule's backendRefs (at most 128).
-    let mut chains: HashMap<&str, usize> = HashMap::new();
-    for (i, d) in c.ai_gateway_azure_deployments.iter().enumerate() {
-        for (j, m) in d.models.iter().enumerate() {
-            let n = chains.entry(m.name()).or_default();
-            *n += 1;
-            if *n == names::ROUTE_BACKENDS_MAX + 1 {
-                cx.error(
-                    "ai_failover_chain_too_long",
-                    &format!("ai_gateway_azure_deployments[{i}].models[{j}]"),
-                    format!(
-                        "model `{}` is served by more than {} deployments; one AIGatewayRoute rule holds at most {} backends",
-                        m.name(),
-                        names::ROUTE_BACKENDS_MAX,
-                        names::ROUTE_BACKENDS_MAX
-                    ),
-                    "list the model in at most 128 deployments (the failover order follows the list)".to_owned(),
-                );
-            }
-        }
+    for (key, name, path) in crate::providers::rules::entries(c) {
+        check_names(cx, path, names::provider_names(key, &name));
     }
+    crate::providers::rules::check(cx, c);
 
     if c.ai_gateway_mcp_enabled {
         if c.ai_gateway_mcp_servers.is_empty() && !cx.src.has_key("ai_gateway_mcp_servers") {

@@ -101,7 +101,12 @@ impl Section {
     }
 }
 
-const fn field(name: &'static str, ty: Ty, doc: &'static str, section: Section) -> Field {
+pub(crate) const fn field(
+    name: &'static str,
+    ty: Ty,
+    doc: &'static str,
+    section: Section,
+) -> Field {
     Field {
         name,
         ty,
@@ -112,7 +117,12 @@ const fn field(name: &'static str, ty: Ty, doc: &'static str, section: Section) 
     }
 }
 
-const fn required(name: &'static str, ty: Ty, doc: &'static str, section: Section) -> Field {
+pub(crate) const fn required(
+    name: &'static str,
+    ty: Ty,
+    doc: &'static str,
+    section: Section,
+) -> Field {
     Field {
         name,
         ty,
@@ -123,7 +133,7 @@ const fn required(name: &'static str, ty: Ty, doc: &'static str, section: Sectio
     }
 }
 
-const fn with_default(
+pub(crate) const fn with_default(
     name: &'static str,
     ty: Ty,
     default: Default,
@@ -140,7 +150,7 @@ const fn with_default(
     }
 }
 
-const NON_EMPTY: Ty = Ty::Str(Str::Any { non_empty: true });
+pub(crate) const NON_EMPTY: Ty = Ty::Str(Str::Any { non_empty: true });
 const IPV4_LIST: Ty = Ty::List {
     item: &Ty::Ipv4,
     min_items: 1,
@@ -398,7 +408,37 @@ pub static CLUSTER: &[Field] = &[
             min_items: 0,
         },
         Default::EmptyList,
-        "Azure OpenAI resources; requests are routed by the `model` of the request (header `x-ai-eg-model`). A model listed in several deployments fails over in list order.",
+        "Azure OpenAI resources; requests are routed by the `model` of the request (header `x-ai-eg-model`). A model listed in several deployments (or backends of other providers) fails over by `priority`, then in list order: Azure deployments, then `ai_gateway_openai_backends`, `ai_gateway_anthropic_backends`, `ai_gateway_bedrock_backends`.",
+        Section::AiGateway,
+    ),
+    with_default(
+        "ai_gateway_openai_backends",
+        Ty::List {
+            item: &crate::providers::OPENAI_BACKEND,
+            min_items: 0,
+        },
+        Default::EmptyList,
+        "OpenAI and OpenAI-compatible endpoints: an external `host` (HTTPS) or an in-cluster `service` (plain HTTP, e.g. vLLM or Ollama). Failover order across lists: Azure deployments, then these, then Anthropic, then Bedrock.",
+        Section::AiGateway,
+    ),
+    with_default(
+        "ai_gateway_anthropic_backends",
+        Ty::List {
+            item: &crate::providers::ANTHROPIC_BACKEND,
+            min_items: 0,
+        },
+        Default::EmptyList,
+        "Anthropic API accounts. Their models are served on Anthropic's Messages API at `/anthropic/v1/messages` only (v0.4.0 does not translate OpenAI chat completions to Anthropic).",
+        Section::AiGateway,
+    ),
+    with_default(
+        "ai_gateway_bedrock_backends",
+        Ty::List {
+            item: &crate::providers::BEDROCK_BACKEND,
+            min_items: 0,
+        },
+        Default::EmptyList,
+        "AWS Bedrock regions, reached with an IAM access key pair (requests are signed with SigV4).",
         Section::AiGateway,
     ),
     with_default(
@@ -475,10 +515,16 @@ static AZURE_DEPLOYMENT: Ty = Ty::Object(&[
         "Endpoint host of the Azure OpenAI resource.",
         Section::AiGateway,
     ),
-    required(
+    field(
         "api_key",
         NON_EMPTY,
-        "API key of the resource; stored only encrypted.",
+        "API key of the resource; stored only encrypted. Exactly one of `api_key` and `entra_id`.",
+        Section::AiGateway,
+    ),
+    field(
+        "entra_id",
+        crate::providers::ENTRA_ID,
+        "Microsoft Entra ID service principal instead of an API key: `{tenant_id, client_id, client_secret}`; the controller exchanges it for access tokens (`AzureCredentials`). Exactly one of `api_key` and `entra_id`.",
         Section::AiGateway,
     ),
     required(
@@ -501,10 +547,11 @@ static AZURE_DEPLOYMENT: Ty = Ty::Object(&[
         "Azure OpenAI API version sent as `api-version`.",
         Section::AiGateway,
     ),
+    crate::providers::PRIORITY,
 ]);
 
 /// Model names clients send; anything printable without spaces.
-const MODEL_NAME: Ty = Ty::Str(Str::Pattern {
+pub(crate) const MODEL_NAME: Ty = Ty::Str(Str::Pattern {
     pattern: r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
     describe: "must be a model name (letters, digits, `.`, `_`, `:`, `/`, `-`)",
     example: "gpt-4o",

@@ -57,6 +57,17 @@ impl OpenAiClient {
         self.post("/v1/chat/completions", &body, user).await
     }
 
+    /// `POST /anthropic/v1/messages` (Anthropic's Messages API, which AI Gateway v0.4.0 serves
+    /// to `Anthropic` backends) with one user message.
+    pub async fn messages(&self, model: &str, user: Option<&str>) -> Result<Outcome, HttpError> {
+        let body = json!({
+            "model": model,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Say hello to the e2e test."}]
+        });
+        self.post("/anthropic/v1/messages", &body, user).await
+    }
+
     /// `POST /v1/embeddings` with one input.
     pub async fn embeddings(&self, model: &str, user: Option<&str>) -> Result<Outcome, HttpError> {
         let body = json!({"model": model, "input": "e2e"});

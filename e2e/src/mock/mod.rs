@@ -1,5 +1,5 @@
-//! Mock upstreams: Azure OpenAI, an MCP server, and a read-only OCI registry serving the
-//! rendered tree as a Flux artifact.
+//! Mock upstreams: Azure OpenAI, OpenAI / Anthropic / AWS Bedrock (issue 16), an MCP server, and
+//! a read-only OCI registry serving the rendered tree as a Flux artifact.
 //!
 //! Every mock records what it saw and exposes it on a separate plain-HTTP admin listener
 //! (`GET /_mock/requests`, `DELETE /_mock/requests`, Azure also `PUT /_mock/usage`), so the
@@ -9,6 +9,7 @@
 mod azure;
 mod mcp;
 mod oci;
+mod providers;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::tls::{self, ServerCert};
 pub use azure::{AzureConfig, AzureMock, Usage};
 pub use mcp::{McpConfig, McpMock, ToolSpec};
 pub use oci::{FLUX_CONFIG_MEDIA_TYPE, FLUX_LAYER_MEDIA_TYPE, OciConfig, OciMock};
+pub use providers::{ProviderConfig, ProviderMock, Wire};
 
 /// What one mock process serves. Serialised as JSON into the mock container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +33,7 @@ pub enum MockConfig {
     Azure(AzureConfig),
     Mcp(McpConfig),
     Oci(OciConfig),
+    Provider(ProviderConfig),
 }
 
 /// Settings every mock shares.
@@ -210,6 +213,7 @@ pub enum MockState {
     Azure(Arc<AzureMock>),
     Mcp(Arc<McpMock>),
     Oci(Arc<OciMock>),
+    Provider(Arc<ProviderMock>),
 }
 
 impl MockState {
@@ -218,6 +222,7 @@ impl MockState {
             MockState::Azure(mock) => mock.recorder(),
             MockState::Mcp(mock) => mock.recorder(),
             MockState::Oci(mock) => mock.recorder(),
+            MockState::Provider(mock) => mock.recorder(),
         }
     }
 }
@@ -264,6 +269,16 @@ pub async fn start(config: MockConfig) -> Result<RunningMock, MockError> {
                 main,
                 admin,
                 state: MockState::Mcp(mock),
+            })
+        }
+        MockConfig::Provider(config) => {
+            let listen = config.listen.clone();
+            let mock = Arc::new(ProviderMock::new(config)?);
+            let (main, admin) = serve_pair(&listen, Arc::clone(&mock)).await?;
+            Ok(RunningMock {
+                main,
+                admin,
+                state: MockState::Provider(mock),
             })
         }
         MockConfig::Oci(config) => {

@@ -20,6 +20,7 @@ mod billing;
 mod envoy_gateway;
 mod exposure;
 mod operations;
+mod providers;
 mod ratelimit;
 mod routes;
 mod tls;
@@ -119,6 +120,10 @@ pub(crate) fn check(tree: &Tree, graph: &FluxGraph) -> (Vec<Diagnostic>, CrossSt
     cx.aisb_backends();
     cx.backend_tls();
     cx.security_policies();
+    // Issue 16: OpenAI, Anthropic and Bedrock backends.
+    cx.provider_policies();
+    cx.provider_transport();
+    cx.route_mixed_api();
     cx.mcp_routes();
     cx.parent_refs();
     cx.rate_limits();
