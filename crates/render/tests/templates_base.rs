@@ -602,9 +602,10 @@ fn deploy_key_only_for_private_repositories() {
             .contains_key("bootstrap/github-deploy-key.sops.yaml")
     );
     let key = doc(&private, "bootstrap/github-deploy-key.sops.yaml");
+    // The key file's final newline (trimmed when it was read) is restored: OpenSSH needs it.
     assert_eq!(
         str_at(&key, "/stringData/identity"),
-        common::fake_inputs().deploy_key.unwrap()
+        format!("{}\n", common::fake_inputs().deploy_key.unwrap())
     );
     let instance = |r: &Rendered| {
         doc(
