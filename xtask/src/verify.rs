@@ -104,23 +104,22 @@ fn load_schemas(source: &SchemaSource) -> anyhow::Result<SchemaSet> {
             let Some(dir) = pins::cache_dir() else {
                 return Ok(SchemaSet::empty());
             };
-            let states = pins::status(&dir);
-            let bad = states
-                .iter()
-                .filter(|(_, s)| *s != pins::FileStatus::Ok)
-                .count();
-            if bad == states.len() {
+            // Through the verified digests of the pinned files when the cache has them (see
+            // `verify::SchemaSet::load_pinned`); the source files otherwise.
+            let loaded = SchemaSet::load_pinned(&dir);
+            let bad = loaded.bad();
+            if bad == loaded.states.len() {
                 return Ok(SchemaSet::empty());
             }
             if bad > 0 {
                 eprintln!(
                     "xtask verify: the schema cache {} is incomplete or modified ({bad} of {} files); run `cargo xtask schemas fetch` to repair it. Schema checks are skipped.",
                     dir.display(),
-                    states.len()
+                    loaded.states.len()
                 );
                 return Ok(SchemaSet::empty());
             }
-            Ok(SchemaSet::load(&dir)?)
+            Ok(loaded.set)
         }
     }
 }

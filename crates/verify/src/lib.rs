@@ -25,6 +25,7 @@
 mod cel;
 mod config;
 mod cross;
+mod digests;
 mod field;
 mod flux;
 mod kustomize;
@@ -49,7 +50,7 @@ pub use config::{FluxEntry, VerifyConfig};
 pub use field::{FieldError, FieldErrorKind, apiserver_message};
 pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
-pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
+pub use schemaset::{CompileSummary, PinnedLoad, PinnedState, SchemaSet, SchemaSetError};
 
 use crate::kustomize::{Built, Kustomizer, Obj, Scopes};
 
