@@ -196,3 +196,16 @@ fn collect_sops(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_is_the_middle_run() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut [ms(30), ms(10), ms(20)]), ms(20));
+        assert_eq!(median(&mut [ms(40), ms(10)]), ms(40));
+        assert_eq!(median(&mut []), Duration::ZERO);
+    }
+}

@@ -89,11 +89,15 @@ pub fn run_verify(root: &Path, source: &SchemaSource) -> anyhow::Result<ExitCode
     let report = ::verify::verify(root, &schemas, &VerifyConfig::cluster_template());
     print_report(root, &report, &schemas);
     println!("(verified in {:.2}s)", started.elapsed().as_secs_f64());
-    Ok(if report.has_errors() {
+    let code = if report.has_errors() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    // The process ends after this step: freeing the parsed and compiled schemas node by node
+    // cost about a tenth of a verify run (callgrind), and the OS takes the memory back anyway.
+    std::mem::forget(schemas);
+    Ok(code)
 }
 
 fn load_schemas(source: &SchemaSource) -> anyhow::Result<SchemaSet> {
