@@ -29,10 +29,12 @@ pub(crate) enum Parsed {
     Nothing,
 }
 
-/// Whether `name` is a file the schema set reads (CRD YAML or OpenAPI JSON).
+/// Whether `name` is a file the schema set reads (CRD YAML or OpenAPI JSON). A JSON Schema
+/// document (`*.schema.json`, e.g. a chart's `values.schema.json`) is not one: such pinned files
+/// are for other checks and are skipped here.
 pub(crate) fn is_schema_file(name: &str) -> bool {
-    name.ends_with(".json")
-        || ((name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with("SOURCES.yaml"))
+    (name.ends_with(".json") && !name.ends_with(".schema.json"))
+        || ((name.ends_with(".yaml") || name.ends_with(".yml")) && name != "SOURCES.yaml")
 }
 
 pub(crate) fn parse_file(path: &Path, name: &str) -> Parsed {

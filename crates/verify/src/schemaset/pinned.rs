@@ -126,14 +126,10 @@ fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -
         return false;
     }
     let folder = dir.join(DIGEST_DIR);
-    match std::fs::symlink_metadata(&folder) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return false,
-        Err(_) => {
-            if std::fs::create_dir(&folder).is_err() {
-                return false;
-            }
-        }
+    // Files are loaded in parallel: another thread may create the folder first.
+    let _ = std::fs::create_dir(&folder);
+    if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
+        return false;
     }
     let dest = dir.join(digest_rel(pin));
     // A symlink planted at the digest's name in our own folder is removed (never followed), so
