@@ -2,8 +2,12 @@
 //!
 //! Generates configurations with N Azure deployments × 5 models and N/5 MCP servers (the
 //! largest default: 1,000 × 5 and 200), writes them to a temporary directory with a throwaway age
-//! key, and times each configure step with `Instant`: a first run into an empty directory, then
-//! a second run over the result (nothing changes, nothing is written). Best of `--runs`.
+//! key, and measures two ways:
+//! - the headline: `configure` (first run, then a no-change re-run) and `verify` as a user starts
+//!   them, each a child process of this binary timed from spawn to exit, the schema set read from
+//!   a schema cache on disk (median of `--runs`); with `--peer`, the peer's render + encrypt;
+//! - beside it, each step in this process with `Instant` (loading the schema set is a step, so
+//!   the in-process total is also everything a user waits for). Best of `--runs`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,19 +21,26 @@ use crate::configure::{self, crypto};
 use crate::util;
 
 pub const HELP: &str = "\
-cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR | --no-schemas]
+cargo xtask bench [--sizes N,N,…] [--runs R] [--schemas DIR | --no-schemas] [--peer DIR]
 cargo xtask bench --bounds
 
-Times configure (validate, render, encrypt, write, and a second no-change run) on generated
-configurations with N Azure OpenAI deployments × 5 models and N/5 MCP servers, for each N.
-Prints one table row per size; growth should be linear.
+Times configure on .github/tests/public.yaml and on generated configurations with N Azure
+OpenAI deployments × 5 models and N/5 MCP servers, for each N. First table (the headline): whole
+processes as a user starts them (`configure`, a no-change re-run, `verify`; the schema set read
+from a cache on disk), median of R. Second table: each step inside one process (schema load,
+validate, render, encrypt, write, verify), best of R. Growth should be linear.
 
 Options:
   --sizes N,N,…   deployment counts (default: 125,250,500,1000)
-  --runs R        repetitions per size, the fastest is shown (default: 3)
+  --runs R        repetitions per size (default: 3)
   --schemas DIR   schema set for the verify step (default: $CLUSTER_SCHEMAS_DIR, else
-                  ../shared/schemas next to the repository if present, else no schema checks)
+                  ../shared/schemas next to the repository if present, else no schema checks).
+                  When it holds the pinned files, they are copied into a scratch schema cache
+                  with its digests, as `cargo xtask schemas fetch` leaves one
   --no-schemas    verify without a schema set (graph and cross-resource checks only)
+  --peer DIR      also time the peer on public.yaml: DIR is a configured cluster-template
+                  checkout (makejinja.toml, cluster.yaml, nodes.yaml, age.key); needs `makejinja`
+                  and `sops` on PATH, else the ratio is not printed
   --bounds        instead: the worst inputs each command accepts or refuses (largest files,
                   duplicate keys, alias bombs, a forged render manifest), each run as a child
                   process with its wall time and peak memory
@@ -41,6 +52,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
     let mut schemas_dir: Option<PathBuf> = None;
     let mut no_schemas = false;
     let mut bounds = false;
+    let mut peer: Option<PathBuf> = None;
     while let Some(arg) = args.next()? {
         match arg {
             lexopt::Arg::Long("sizes") => {
@@ -55,6 +67,7 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
             lexopt::Arg::Long("schemas") => schemas_dir = Some(args.value()?.into()),
             lexopt::Arg::Long("no-schemas") => no_schemas = true,
             lexopt::Arg::Long("bounds") => bounds = true,
+            lexopt::Arg::Long("peer") => peer = Some(args.value()?.into()),
             lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => {
                 print!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -76,11 +89,15 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let schemas = if no_schemas {
-        verify::SchemaSet::empty()
+        Schemas::None
     } else {
-        load_schemas(&root, schemas_dir)?
+        prepare_schemas(&root, schemas_dir, &scratch)?
     };
-    let result = bench_all(&root, &templates, &scratch, &sizes, runs, &schemas);
+    let peer = match &peer {
+        Some(dir) => Some(crate::bench_process::time_peer(dir, runs)?),
+        None => None,
+    };
+    let result = bench_all(&root, &templates, &scratch, &sizes, runs, &schemas, peer);
     let _ = std::fs::remove_dir_all(&scratch);
     let table = result?;
     print!("{table}");
@@ -90,6 +107,8 @@ pub fn run(args: &mut lexopt::Parser) -> Result<ExitCode> {
 /// Times of one configure run.
 #[derive(Clone, Default)]
 struct Times {
+    /// Loading the schema set from disk (the cache's digests, or the source files).
+    schemas: Duration,
     validate: Duration,
     /// Building the template context from the model (and reading the key files).
     context: Duration,
@@ -112,6 +131,7 @@ struct Times {
 impl Times {
     fn min(self, o: Times) -> Times {
         Times {
+            schemas: self.schemas.min(o.schemas),
             validate: self.validate.min(o.validate),
             context: self.context.min(o.context),
             render: self.render.min(o.render),
@@ -133,44 +153,18 @@ fn bench_all(
     scratch: &Path,
     sizes: &[usize],
     runs: usize,
-    schemas: &verify::SchemaSet,
+    schemas: &Schemas,
+    peer: Option<Option<Duration>>,
 ) -> Result<String> {
     let profile = if cfg!(debug_assertions) {
         "dev (the `cargo xtask` profile)"
     } else {
         "release"
     };
-    let mut out = String::new();
-    writeln!(
-        out,
-        "configure on generated configurations; {profile} build; best of {runs}; times in ms; {}",
-        if schemas.is_empty() {
-            "no schema set (verify runs its graph and cross-resource checks only)".to_owned()
-        } else {
-            format!("verify with {} schemas", schemas.len())
-        }
-    )?;
-    writeln!(
-        out,
-        "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "deployments",
-        "mcp",
-        "files",
-        "secrets",
-        "validate",
-        "context",
-        "render",
-        "encrypt",
-        "write",
-        "verify",
-        "total",
-        "rerun"
-    )?;
+    let exe = std::env::current_exe().context("cannot find this binary to spawn it")?;
     let keys = scratch.join("keys");
     std::fs::create_dir_all(&keys)?;
     configure::write_throwaway_keys(&keys)?;
-    let mut slowest = Vec::new();
-    let mut findings: Vec<String> = Vec::new();
     // The bundled example first, then the generated sizes.
     let mut cases: Vec<(String, String, String, String)> = vec![(
         "public.yaml".to_owned(),
@@ -182,11 +176,36 @@ fn bench_all(
         let (cluster, nodes) = generate(root, n, n / 5)?;
         cases.push((n.to_string(), (n / 5).to_string(), cluster, nodes));
     }
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let mut headline = String::new();
+    let mut steps = String::new();
+    let mut slowest = Vec::new();
+    let mut findings: Vec<String> = Vec::new();
+    let mut public_rerun = None;
     for (i, (label, mcp, cluster, nodes)) in cases.into_iter().enumerate() {
         let dir = scratch.join(format!("case{i}"));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("cluster.yaml"), cluster)?;
         std::fs::write(dir.join("nodes.yaml"), nodes)?;
+        configure::write_throwaway_keys(&dir)?;
+
+        let p = crate::bench_process::time_case(&exe, &dir, templates, &schemas.child(), runs)?;
+        if let Some(f) = &p.failure {
+            findings.push(format!("{label} (process): {f}"));
+        }
+        if i == 0 {
+            public_rerun = Some(p.rerun);
+        }
+        writeln!(
+            headline,
+            "{:>11} {:>5} {:>10} {:>10} {:>8}",
+            label,
+            mcp,
+            ms(p.first),
+            ms(p.rerun),
+            ms(p.verify)
+        )?;
+
         let mut best: Option<Times> = None;
         let mut shape = (0, 0);
         for run in 0..runs {
@@ -208,14 +227,14 @@ fn bench_all(
                 t.first_finding.as_deref().unwrap_or("?")
             ));
         }
-        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         writeln!(
-            out,
-            "{:>11} {:>5} {:>6} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            steps,
+            "{:>11} {:>5} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             label,
             mcp,
             shape.0,
             shape.1,
+            ms(t.schemas),
             ms(t.validate),
             ms(t.context),
             ms(t.render),
@@ -226,6 +245,57 @@ fn bench_all(
             ms(t.rerun)
         )?;
     }
+    let mut out = String::new();
+    writeln!(
+        out,
+        "whole process, as a user starts it ({profile} build of {}; median of {runs}; ms); {}",
+        exe.display(),
+        schemas.describe()
+    )?;
+    writeln!(
+        out,
+        "{:>11} {:>5} {:>10} {:>10} {:>8}",
+        "deployments", "mcp", "configure", "no-change", "verify"
+    )?;
+    out.push_str(&headline);
+    match (peer, public_rerun) {
+        (Some(Some(peer)), Some(ours)) => writeln!(
+            out,
+            "peer (makejinja render + sops encrypt of its own public config): {} ms, {:.1}× the no-change configure of public.yaml",
+            ms(peer),
+            peer.as_secs_f64() / ours.as_secs_f64().max(1e-9)
+        )?,
+        (Some(None), _) => writeln!(
+            out,
+            "peer: not timed (`makejinja` or `sops` is not on PATH), so no ratio is printed"
+        )?,
+        _ => writeln!(
+            out,
+            "peer: not timed (pass --peer DIR, a configured cluster-template checkout, with makejinja and sops installed)"
+        )?,
+    }
+    writeln!(
+        out,
+        "\neach step inside one process (best of {runs}; ms; `total` = schemas … verify of a first run, `rerun` = a no-change run without verify)"
+    )?;
+    writeln!(
+        out,
+        "{:>11} {:>5} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "deployments",
+        "mcp",
+        "files",
+        "secrets",
+        "schemas",
+        "validate",
+        "context",
+        "render",
+        "encrypt",
+        "write",
+        "verify",
+        "total",
+        "rerun"
+    )?;
+    out.push_str(&steps);
     writeln!(out, "slowest secret to encrypt (first run):")?;
     for (n, (time, path, size)) in slowest {
         writeln!(
@@ -274,17 +344,19 @@ fn once(
     keys: &Path,
     templates: &Path,
     out: &Path,
-    schemas: &verify::SchemaSet,
+    schemas: &Schemas,
 ) -> Result<(Times, usize, usize)> {
     let mut times = Times::default();
     let started = Instant::now();
+    let set = schemas.load()?;
+    times.schemas = started.elapsed();
     let (plan, files, secrets) = pipeline(dir, keys, templates, out, Some(&mut times))?;
     let t = Instant::now();
     render::apply(&plan, &render::ApplyOptions { crash_after: None })
         .map_err(|e| anyhow::anyhow!("write failed: {e:?}"))?;
     times.write = t.elapsed();
     let t = Instant::now();
-    let report = verify::verify(out, schemas, &verify::VerifyConfig::cluster_template());
+    let report = verify::verify(out, &set, &verify::VerifyConfig::cluster_template());
     times.verify = t.elapsed();
     times.findings = report.errors();
     times.first_finding = report
@@ -414,14 +486,86 @@ fn generate(root: &Path, deployments: usize, mcp: usize) -> Result<(String, Stri
     Ok((cluster, nodes))
 }
 
+/// The schema set the bench verifies with.
+enum Schemas {
+    None,
+    /// A scratch schema cache holding the pinned files and their digests.
+    Cache(PathBuf),
+    /// A directory that is not the pinned set: read from its source files every run.
+    Dir(PathBuf),
+}
+
+impl Schemas {
+    fn child(&self) -> crate::bench_process::ChildSchemas {
+        use crate::bench_process::ChildSchemas;
+        match self {
+            Schemas::None => ChildSchemas::None,
+            Schemas::Cache(d) => ChildSchemas::Cache(d.clone()),
+            Schemas::Dir(d) => ChildSchemas::Dir(d.clone()),
+        }
+    }
+
+    /// Loads the set as `verify` does (from disk, every time).
+    fn load(&self) -> Result<verify::SchemaSet> {
+        match self {
+            Schemas::None => Ok(verify::SchemaSet::empty()),
+            Schemas::Cache(d) => {
+                let loaded = verify::SchemaSet::load_pinned(d);
+                if loaded.bad() > 0 {
+                    bail!("{}: the scratch schema cache is incomplete", d.display());
+                }
+                Ok(loaded.set)
+            }
+            Schemas::Dir(d) => {
+                verify::SchemaSet::load(d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Schemas::None => {
+                "no schema set (verify runs its graph and cross-resource checks only)".to_owned()
+            }
+            Schemas::Cache(d) => format!(
+                "pinned schema set from a schema cache with its digests ({})",
+                d.display()
+            ),
+            Schemas::Dir(d) => format!(
+                "schema set read from its source files every run ({})",
+                d.display()
+            ),
+        }
+    }
+}
+
 /// `--schemas DIR`, else `$CLUSTER_SCHEMAS_DIR`, else `../shared/schemas` beside the repository,
-/// else no schema set.
-fn load_schemas(root: &Path, dir: Option<PathBuf>) -> Result<verify::SchemaSet> {
+/// else no schema set. A directory holding every pinned file is copied into a scratch cache,
+/// whose digests are written once (as `cargo xtask schemas fetch` does), so runs time what a
+/// user's runs cost after a fetch.
+fn prepare_schemas(root: &Path, dir: Option<PathBuf>, scratch: &Path) -> Result<Schemas> {
     let dir = dir
         .or_else(|| std::env::var_os("CLUSTER_SCHEMAS_DIR").map(PathBuf::from))
         .or_else(|| Some(root.join("../shared/schemas")).filter(|d| d.is_dir()));
-    match dir {
-        Some(d) => verify::SchemaSet::load(&d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display())),
-        None => Ok(verify::SchemaSet::empty()),
+    let Some(dir) = dir else {
+        return Ok(Schemas::None);
+    };
+    let pinned = verify::pins::status(&dir)
+        .iter()
+        .all(|(_, s)| *s == verify::pins::FileStatus::Ok);
+    if !pinned {
+        // Fails early, with the reason, if it is not a schema set at all.
+        verify::SchemaSet::load(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        return Ok(Schemas::Dir(dir));
     }
+    let cache = scratch.join("schema-cache");
+    for pin in verify::pins::PINS {
+        let bytes = std::fs::read(dir.join(pin.relative_path()))?;
+        verify::pins::store_verified(&cache, pin, &bytes)?;
+    }
+    let primed = verify::SchemaSet::load_pinned(&cache);
+    if primed.bad() > 0 {
+        bail!("{}: could not build a schema cache", cache.display());
+    }
+    Ok(Schemas::Cache(cache))
 }

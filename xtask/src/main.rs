@@ -31,6 +31,7 @@ macro_rules! eprint {
 mod ai_gateway;
 mod bench;
 mod bench_bounds;
+mod bench_process;
 mod cluster;
 mod configure;
 mod dist;

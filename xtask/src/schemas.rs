@@ -147,7 +147,10 @@ fn fetch_pins<'p>(
             Err(e) => failures.push(format!("{}: {e:#}", pin.relative_path().display())),
         }
     }
-    if !failures.is_empty() {
+    if failures.is_empty() {
+        // Writes the digest of every pinned file, so that the first `verify` is already fast.
+        let _ = ::verify::SchemaSet::load_pinned(dir);
+    } else {
         bail!(
             "{} of {} files could not be stored:\n  {}",
             failures.len(),

@@ -27,6 +27,7 @@
 mod cel;
 mod config;
 mod cross;
+mod digests;
 mod field;
 mod flux;
 mod helm;
@@ -53,7 +54,7 @@ pub use field::{FieldError, FieldErrorKind, apiserver_message};
 pub use helm::{CHART_PINS, ChartPin, HelmStats, TALCONFIG_SCHEMA, WITHOUT_SCHEMA};
 pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
-pub use schemaset::{CompileSummary, SchemaSet, SchemaSetError};
+pub use schemaset::{CompileSummary, PinnedLoad, PinnedState, SchemaSet, SchemaSetError};
 
 use crate::kustomize::{Built, Kustomizer, Obj, Scopes};
 

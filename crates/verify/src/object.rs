@@ -133,10 +133,9 @@ pub(crate) fn check_object(
             report.schema = SchemaUse::BuiltIn {
                 source: doc.source.clone(),
             };
-            let (graph, roots) = compiled_openapi(doc);
-            if let Some(&root) = roots.get(component) {
-                let mut checker = Checker::new(graph, Flavor::BuiltIn);
-                checker.check(root, &mut value, "");
+            if let Some(c) = compiled_openapi(doc, component) {
+                let mut checker = Checker::new(&c.graph, Flavor::BuiltIn);
+                checker.check(c.root, &mut value, "");
                 errors.extend(checker.errors);
             }
             if let Some(map) = value.as_object_mut() {

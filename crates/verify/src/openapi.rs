@@ -242,15 +242,27 @@ impl Graph {
     }
 }
 
+/// Where `#/components/schemas/<name>` refs resolve: a parsed document's map, or the schema
+/// set's components, each parsed the first time a ref reaches it.
+pub(crate) trait Components {
+    fn component(&self, name: &str) -> Option<&Value>;
+}
+
+impl Components for Map<String, Value> {
+    fn component(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
 /// Compiles schemas into one graph. `components` resolves `#/components/schemas/<name>` refs.
 pub(crate) struct Compiler<'a> {
     graph: Graph,
-    components: Option<&'a Map<String, Value>>,
+    components: Option<&'a dyn Components>,
     refs: HashMap<String, NodeId>,
 }
 
 impl<'a> Compiler<'a> {
-    pub(crate) fn new(components: Option<&'a Map<String, Value>>) -> Compiler<'a> {
+    pub(crate) fn new(components: Option<&'a dyn Components>) -> Compiler<'a> {
         Compiler {
             graph: Graph::default(),
             components,
@@ -302,7 +314,7 @@ impl<'a> Compiler<'a> {
         }
         let id = self.push(SchemaNode::empty());
         self.refs.insert(name.to_owned(), id);
-        let target = self.components.and_then(|c| c.get(name));
+        let target = self.components.and_then(|c| c.component(name));
         match target {
             Some(target) => {
                 let built = self.build(target, name);
@@ -497,7 +509,8 @@ mod tests {
         let components = json!({
             "A": {"type": "object", "properties": {"self": {"allOf": [{"$ref": "#/components/schemas/A"}], "default": {}}}},
         });
-        let mut c = Compiler::new(components.as_object());
+        let map = components.as_object().expect("object");
+        let mut c = Compiler::new(Some(map));
         let root = c.add_component("A");
         let g = c.finish();
         let a = g.node(root);

@@ -7,6 +7,16 @@ use verify::{apiserver_message, validate_object};
 
 #[test]
 fn every_upstream_case_gets_upstreams_verdict() {
+    every_case_gets_upstreams_verdict(common::schemas());
+}
+
+/// The same cases through the schema cache's digests: the cached form changes no verdict.
+#[test]
+fn every_upstream_case_gets_upstreams_verdict_from_the_digests() {
+    every_case_gets_upstreams_verdict(common::digest_schemas());
+}
+
+fn every_case_gets_upstreams_verdict(schemas: &verify::SchemaSet) {
     let dir = common::shared_dir().join("conformance/ai-gateway-crdcel");
     let cases = std::fs::read_to_string(dir.join("cases.tsv")).expect("cases.tsv");
     let mut checked = 0;
@@ -16,7 +26,7 @@ fn every_upstream_case_gets_upstreams_verdict() {
         let docs = common::load_json(&dir.join(file));
         assert_eq!(docs.len(), 1, "{file}: one object per case");
         let object = &docs[0];
-        let report = validate_object(common::schemas(), object);
+        let report = validate_object(schemas, object);
         assert!(
             matches!(report.schema, verify::SchemaUse::Crd { .. }),
             "{file}: validated against {:?}",

@@ -46,3 +46,35 @@ pub fn load_json(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|d| d.to_json())
         .collect()
 }
+
+/// A copy of the pinned files in a fresh schema cache (removed when the guard drops).
+pub fn pinned_cache() -> tempfile::TempDir {
+    let cache = tempfile::tempdir().expect("tempdir");
+    for pin in verify::pins::PINS {
+        let bytes = std::fs::read(schemas_dir().join(pin.relative_path()))
+            .expect("shared schema file (set CLUSTER_SHARED_DIR)");
+        verify::pins::store_verified(cache.path(), pin, &bytes).expect("pinned bytes");
+    }
+    cache
+}
+
+/// The pinned schema set as `verify` loads it from a cache on a second run: from the digests
+/// the first run wrote. Loaded once per test binary.
+pub fn digest_schemas() -> &'static SchemaSet {
+    static SET: OnceLock<SchemaSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        let cache = pinned_cache();
+        let first = SchemaSet::load_pinned(cache.path());
+        assert_eq!(first.bad(), 0);
+        let second = SchemaSet::load_pinned(cache.path());
+        assert_eq!(
+            second.from_digests(),
+            verify::pins::PINS.len(),
+            "every file from its digest on the second run: {:?}",
+            second.states
+        );
+        // The digests' schemas are parsed lazily from bytes held in memory, not from the files.
+        drop(cache);
+        second.set
+    })
+}

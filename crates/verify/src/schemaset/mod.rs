@@ -5,16 +5,23 @@
 //! first time an object of that kind is validated and is then cached, so `verify` pays only for
 //! the kinds it meets.
 
+mod digest;
+mod parse;
+pub(crate) mod pinned;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use schema::yaml::{self, Limits};
 use serde_json::Value;
 
 use crate::cel::CelEnv;
-use crate::openapi::{Compiler, Graph, NodeId};
+use crate::openapi::{Compiler, Components, Graph, NodeId};
+
+use parse::Parsed;
+pub use pinned::{PinnedLoad, PinnedState};
 
 /// Group, version, kind.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,18 +84,64 @@ pub(crate) struct Compiled {
     pub(crate) root: NodeId,
 }
 
+/// One schema document: parsed already (read from a source file), or a range of a verified
+/// digest, parsed the first time it is needed.
+pub(crate) struct LazyJson {
+    raw: Option<(Arc<[u8]>, Range<usize>)>,
+    value: OnceLock<Value>,
+}
+
+impl LazyJson {
+    pub(crate) fn parsed(value: Value) -> LazyJson {
+        LazyJson {
+            raw: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    /// `bytes[range]` is JSON written by [`digest::encode`] and checked against its pinned hash
+    /// before this is built, so it parses; `null` (a schema that allows anything) is never reached
+    /// unless the digest encoder itself is wrong, which the digest tests would show.
+    pub(crate) fn from_digest(bytes: Arc<[u8]>, range: Range<usize>) -> LazyJson {
+        LazyJson {
+            raw: Some((bytes, range)),
+            value: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &Value {
+        self.value.get_or_init(|| {
+            self.raw
+                .as_ref()
+                .and_then(|(b, r)| b.get(r.clone()))
+                .and_then(|slice| serde_json::from_slice(slice).ok())
+                .unwrap_or(Value::Null)
+        })
+    }
+}
+
 pub(crate) struct CrdVersion {
     /// `<folder>/<file>` inside the schema set.
     pub(crate) source: String,
     pub(crate) served: bool,
-    pub(crate) schema: Value,
+    pub(crate) schema: LazyJson,
     pub(crate) compiled: OnceLock<Compiled>,
 }
 
+/// A Kubernetes OpenAPI v3 document, kept as its `components.schemas`, each parsed and compiled
+/// only when an object (or `ObjectMeta`) needs it.
 pub(crate) struct OpenApiDoc {
     pub(crate) source: String,
-    pub(crate) document: Value,
-    pub(crate) compiled: OnceLock<(Graph, HashMap<String, NodeId>)>,
+    pub(crate) components: HashMap<String, LazyJson>,
+    /// Components that are entry points (kinds with a group/version/kind, and `ObjectMeta`), each
+    /// compiled on its own the first time it is used.
+    pub(crate) roots: BTreeMap<String, OnceLock<Compiled>>,
+}
+
+impl Components for HashMap<String, LazyJson> {
+    fn component(&self, name: &str) -> Option<&Value> {
+        self.get(name).map(LazyJson::get)
+    }
 }
 
 /// What the set knows about one apiVersion + kind.
@@ -151,7 +204,7 @@ impl SchemaSet {
             error,
         })?;
         files.sort();
-        for parsed in parse_all(&files) {
+        for parsed in parse::parse_all(&files) {
             set.add(parsed);
         }
         if set.crds.is_empty() && set.builtins.is_empty() {
@@ -216,8 +269,14 @@ impl SchemaSet {
             check_functions(&c.graph, &crd.source, &mut s);
         }
         for doc in &self.builtins {
-            let (graph, roots) = compiled_openapi(doc);
-            s.builtin_kinds += roots.len();
+            // All roots of a document in one graph, as a summary (verify compiles each root on
+            // its own, when an object needs it).
+            let mut c = Compiler::new(Some(&doc.components));
+            for name in doc.roots.keys() {
+                c.add_component(name);
+            }
+            let graph = c.finish();
+            s.builtin_kinds += doc.roots.len();
             s.rules += graph.rule_count;
             s.errors.extend(
                 graph
@@ -225,7 +284,7 @@ impl SchemaSet {
                     .iter()
                     .map(|e| format!("{}: {e}", doc.source)),
             );
-            check_functions(graph, &doc.source, &mut s);
+            check_functions(&graph, &doc.source, &mut s);
         }
         s
     }
@@ -274,10 +333,10 @@ impl SchemaSet {
     /// The compiled `ObjectMeta` schema, if a Kubernetes OpenAPI document provides it.
     pub(crate) fn object_meta(&self) -> Option<(&Graph, NodeId)> {
         const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
-        self.builtins.iter().find_map(|doc| {
-            let (graph, roots) = compiled_openapi(doc);
-            roots.get(META).map(|&id| (graph, id))
-        })
+        self.builtins
+            .iter()
+            .find_map(|doc| compiled_openapi(doc, META))
+            .map(|c| (&c.graph, c.root))
     }
 
     fn add(&mut self, parsed: Parsed) {
@@ -304,164 +363,10 @@ impl SchemaSet {
     }
 }
 
-/// One schema file, read and indexed (independently of the others, so files load in parallel).
-enum Parsed {
-    Crds {
-        versions: Vec<(Gvk, CrdVersion)>,
-        scopes: Vec<((String, String), bool)>,
-        problems: Vec<String>,
-    },
-    OpenApi {
-        doc: OpenApiDoc,
-        gvks: Vec<(Gvk, String)>,
-    },
-    Problem(String),
-    Nothing,
-}
-
-fn parse_file(path: &Path, name: &str) -> Parsed {
-    if name.ends_with(".json") {
-        parse_openapi(path, name)
-    } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "SOURCES.yaml" {
-        parse_crds(path, name)
-    } else {
-        Parsed::Nothing
-    }
-}
-
-fn parse_crds(path: &Path, name: &str) -> Parsed {
-    let loaded = yaml::load_file(path, Path::new(name), Limits::MANIFESTS);
-    let mut problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.headline()).collect();
-    let mut versions = Vec::new();
-    let mut scopes = Vec::new();
-    for doc in loaded.documents {
-        if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
-            continue;
-        }
-        let mut crd = doc.to_json();
-        let spec = &mut crd["spec"];
-        let group = spec["group"].as_str().unwrap_or_default().to_owned();
-        let kind = spec["names"]["kind"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let namespaced = spec["scope"].as_str() != Some("Cluster");
-        scopes.push(((group.clone(), kind.clone()), namespaced));
-        let Some(list) = spec["versions"].as_array_mut() else {
-            problems.push(format!("{name}: CRD {kind} has no spec.versions"));
-            continue;
-        };
-        for v in list {
-            let version = v["name"].as_str().unwrap_or_default().to_owned();
-            let schema = v["schema"]["openAPIV3Schema"].take();
-            if schema.is_null() {
-                problems.push(format!("{name}: {kind} {version} has no openAPIV3Schema"));
-                continue;
-            }
-            versions.push((
-                Gvk {
-                    group: group.clone(),
-                    version,
-                    kind: kind.clone(),
-                },
-                CrdVersion {
-                    source: name.to_owned(),
-                    served: v["served"].as_bool().unwrap_or(true),
-                    schema,
-                    compiled: OnceLock::new(),
-                },
-            ));
-        }
-    }
-    Parsed::Crds {
-        versions,
-        scopes,
-        problems,
-    }
-}
-
-fn parse_openapi(path: &Path, name: &str) -> Parsed {
-    let document: Value = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(v) => v,
-        Err(e) => return Parsed::Problem(format!("{name}: {e}")),
-    };
-    let Some(schemas) = document
-        .pointer("/components/schemas")
-        .and_then(Value::as_object)
-    else {
-        return Parsed::Problem(format!("{name}: not an OpenAPI v3 document"));
-    };
-    let mut gvks = Vec::new();
-    for (component, s) in schemas {
-        let Some(list) = s
-            .get("x-kubernetes-group-version-kind")
-            .and_then(Value::as_array)
-        else {
-            continue;
-        };
-        // Only real resources: they carry `metadata`.
-        if s.pointer("/properties/metadata").is_none() {
-            continue;
-        }
-        for g in list {
-            let gvk = Gvk {
-                group: g["group"].as_str().unwrap_or_default().to_owned(),
-                version: g["version"].as_str().unwrap_or_default().to_owned(),
-                kind: g["kind"].as_str().unwrap_or_default().to_owned(),
-            };
-            gvks.push((gvk, component.clone()));
-        }
-    }
-    Parsed::OpenApi {
-        doc: OpenApiDoc {
-            source: name.to_owned(),
-            document,
-            compiled: OnceLock::new(),
-        },
-        gvks,
-    }
-}
-
-/// Parses `files` on all available cores; results come back in input order.
-fn parse_all(files: &[(PathBuf, PathBuf)]) -> Vec<Parsed> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(files.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, Parsed)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((path, rel)) = files.get(i) else {
-                            break;
-                        };
-                        let name = rel.to_string_lossy().replace('\\', "/");
-                        out.push((i, parse_file(path, &name)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, p)| p).collect()
-}
-
 pub(crate) fn compiled_crd(crd: &CrdVersion) -> &Compiled {
     crd.compiled.get_or_init(|| {
         let mut c = Compiler::new(None);
-        let root = c.add(&crd.schema, "");
+        let root = c.add(crd.schema.get(), "");
         Compiled {
             graph: c.finish(),
             root,
@@ -469,26 +374,17 @@ pub(crate) fn compiled_crd(crd: &CrdVersion) -> &Compiled {
     })
 }
 
-pub(crate) fn compiled_openapi(doc: &OpenApiDoc) -> &(Graph, HashMap<String, NodeId>) {
-    doc.compiled.get_or_init(|| {
-        let components = doc
-            .document
-            .pointer("/components/schemas")
-            .and_then(Value::as_object);
-        let mut c = Compiler::new(components);
-        let mut roots = HashMap::new();
-        if let Some(components) = components {
-            let names: BTreeMap<&String, &Value> = components.iter().collect();
-            for (name, s) in names {
-                let wanted = s.get("x-kubernetes-group-version-kind").is_some()
-                    || name.ends_with("meta.v1.ObjectMeta");
-                if wanted {
-                    roots.insert(name.clone(), c.add_component(name));
-                }
-            }
+/// The compiled root `component` of `doc` (a kind, or `ObjectMeta`), compiled on first use.
+pub(crate) fn compiled_openapi<'a>(doc: &'a OpenApiDoc, component: &str) -> Option<&'a Compiled> {
+    let slot = doc.roots.get(component)?;
+    Some(slot.get_or_init(|| {
+        let mut c = Compiler::new(Some(&doc.components));
+        let root = c.add_component(component);
+        Compiled {
+            graph: c.finish(),
+            root,
         }
-        (c.finish(), roots)
-    })
+    }))
 }
 
 fn collect_files(

@@ -1,0 +1,148 @@
+//! Loading the pinned schema set from the cache of `cargo xtask schemas fetch`, through the
+//! digests of [`super::digest`] when they verify, from the source files otherwise.
+//!
+//! The cache directory is untrusted input: every read is bounded and refuses symlinks, a source
+//! file is used only if its git blob id is the pin, a digest only if its SHA-256 is the one pinned
+//! for that source (`crate::digests`). A digest that fails is ignored (the source is read and the
+//! digest rewritten), so a corrupt cache costs time, never a different finding.
+
+use std::path::{Path, PathBuf};
+
+use schema::repofile;
+
+use super::SchemaSet;
+use super::digest;
+use super::parse::{self, MAX_SCHEMA_FILE, Parsed};
+use crate::pins::{PINS, PinnedFile, git_blob_sha1};
+
+/// Folder of the digests inside the cache (hidden: schema set listings skip it).
+pub(crate) const DIGEST_DIR: &str = ".digest";
+
+/// What [`SchemaSet::load_pinned`] did with one pinned file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinnedState {
+    /// Read from its digest, which matched its pinned hash.
+    Digest,
+    /// Read from the source file, which matched its pin; `digest_written` if a digest was stored
+    /// for the next run.
+    Source { digest_written: bool },
+    /// No source file and no usable digest.
+    Missing,
+    /// The source file is not the pinned bytes (its git blob id), and no usable digest.
+    Modified(String),
+}
+
+impl PinnedState {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, PinnedState::Digest | PinnedState::Source { .. })
+    }
+}
+
+/// The pinned set as loaded from a cache directory.
+pub struct PinnedLoad {
+    /// Every file whose state is ok; the others are left out.
+    pub set: SchemaSet,
+    pub states: Vec<(&'static PinnedFile, PinnedState)>,
+}
+
+impl PinnedLoad {
+    /// Pinned files that are missing or modified.
+    pub fn bad(&self) -> usize {
+        self.states.iter().filter(|(_, s)| !s.is_ok()).count()
+    }
+
+    /// Pinned files read from their digest.
+    pub fn from_digests(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|(_, s)| *s == PinnedState::Digest)
+            .count()
+    }
+}
+
+/// Where the digest of `pin` lives, relative to the cache directory.
+pub(crate) fn digest_rel(pin: &PinnedFile) -> PathBuf {
+    Path::new(DIGEST_DIR).join(format!("{}.digest", pin.blob))
+}
+
+impl SchemaSet {
+    /// Loads the pinned files ([`crate::pins::PINS`]) from the cache directory `dir`. Files are
+    /// read in parallel; each comes from its digest if that verifies, else from the source file
+    /// (checked against its pin), whose digest is then written for the next run (if `dir` is
+    /// writable; a read-only cache just stays on the slower path).
+    pub fn load_pinned(dir: &Path) -> PinnedLoad {
+        let loaded = crate::par::map(PINS, |pin| load_one(dir, pin));
+        let mut set = SchemaSet::empty();
+        set.dir = Some(dir.to_path_buf());
+        let mut states = Vec::with_capacity(PINS.len());
+        let mut parsed_files = Vec::with_capacity(PINS.len());
+        for (pin, (state, parsed)) in PINS.iter().zip(loaded) {
+            if let Some(parsed) = parsed {
+                parsed_files.push((pin.relative_path(), parsed));
+            }
+            states.push((pin, state));
+        }
+        // In path order, as `SchemaSet::load` adds them (it decides which of two files defining
+        // the same kind wins).
+        parsed_files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, parsed) in parsed_files {
+            set.add(parsed);
+        }
+        PinnedLoad { set, states }
+    }
+}
+
+fn load_one(dir: &Path, pin: &PinnedFile) -> (PinnedState, Option<Parsed>) {
+    let expected = crate::digests::expected(pin.blob);
+    if let Some(expected) = expected
+        && let Ok(bytes) = repofile::read_under(dir, &digest_rel(pin), MAX_DIGEST)
+        && digest::sha256_hex(&bytes) == expected
+        && let Some(parsed) = digest::decode(bytes)
+    {
+        return (PinnedState::Digest, Some(parsed));
+    }
+    let bytes = match repofile::read_under(dir, &pin.relative_path(), MAX_SCHEMA_FILE) {
+        Ok(b) => b,
+        Err(_) => return (PinnedState::Missing, None),
+    };
+    let blob = git_blob_sha1(&bytes);
+    if blob != pin.blob {
+        return (PinnedState::Modified(blob), None);
+    }
+    let name = format!("{}/{}", pin.folder, pin.file);
+    let parsed = parse::parse_bytes(Ok(bytes), &name);
+    let digest_written = expected.is_some_and(|e| write_digest(dir, pin, &parsed, e));
+    (PinnedState::Source { digest_written }, Some(parsed))
+}
+
+/// The largest digest read: digests are smaller than their sources.
+const MAX_DIGEST: u64 = MAX_SCHEMA_FILE;
+
+/// Stores the digest of `parsed` if it is exactly the pinned one (an encoder that drifted from
+/// the pinned hashes writes nothing; `crate::digests`' test says which values to pin).
+fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -> bool {
+    let bytes = digest::encode(parsed);
+    if digest::sha256_hex(&bytes) != expected {
+        return false;
+    }
+    let folder = dir.join(DIGEST_DIR);
+    // Files are loaded in parallel: another thread may create the folder first.
+    let _ = std::fs::create_dir(&folder);
+    if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
+        return false;
+    }
+    let dest = dir.join(digest_rel(pin));
+    // A symlink planted at the digest's name in our own folder is removed (never followed), so
+    // that the next run is fast again; anything else in the way is left alone.
+    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&dest);
+    }
+    schema::writefile::write_atomically(&dest, &bytes, 0o644).is_ok()
+}
+
+/// The SHA-256 of the digest the source `bytes` of `pin` give (for the pinned-hash test).
+#[cfg(test)]
+pub(crate) fn digest_hash_of_source(pin: &PinnedFile, bytes: Vec<u8>) -> String {
+    let name = format!("{}/{}", pin.folder, pin.file);
+    digest::sha256_hex(&digest::encode(&parse::parse_bytes(Ok(bytes), &name)))
+}

@@ -1,0 +1,224 @@
+//! The headline of `cargo xtask bench`: configure and verify as a user starts them, each a child
+//! process of this binary (process start to exit, the schema set read from a cache on disk), and,
+//! when a configured peer checkout is given, the peer's render + encrypt of its own config.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Median wall times of one case, each a separate process.
+pub struct ProcessTimes {
+    /// `configure` into an empty directory (render, encrypt, write, verify).
+    pub first: Duration,
+    /// `configure` again over its own output: nothing changes (verify still runs).
+    pub rerun: Duration,
+    /// `verify` of the written tree.
+    pub verify: Duration,
+    /// The first run's output, when a run failed or verify reported errors.
+    pub failure: Option<String>,
+}
+
+/// Where the child processes take their schemas from.
+pub enum ChildSchemas {
+    /// A schema cache (`$CLUSTER_SCHEMAS_DIR`), as `cargo xtask schemas fetch` leaves it.
+    Cache(PathBuf),
+    /// `--schemas DIR` (a set that is not the pinned one).
+    Dir(PathBuf),
+    None,
+}
+
+impl ChildSchemas {
+    fn apply(&self, cmd: &mut Command) {
+        cmd.env_remove("CLUSTER_SCHEMAS_DIR");
+        match self {
+            ChildSchemas::Cache(dir) => {
+                cmd.env("CLUSTER_SCHEMAS_DIR", dir);
+            }
+            ChildSchemas::Dir(dir) => {
+                cmd.arg("--schemas").arg(dir);
+            }
+            ChildSchemas::None => {
+                // No cache: point the variable at an empty directory.
+                cmd.env("CLUSTER_SCHEMAS_DIR", "/nonexistent-schema-cache");
+            }
+        }
+    }
+}
+
+/// Runs `exe configure` (first run and no-change re-run) and `exe verify` on the case in
+/// `case_dir` (cluster.yaml, nodes.yaml and key files), `runs` times each; medians.
+pub fn time_case(
+    exe: &Path,
+    case_dir: &Path,
+    templates: &Path,
+    schemas: &ChildSchemas,
+    runs: usize,
+) -> Result<ProcessTimes> {
+    let (mut first, mut rerun, mut verify) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failure = None;
+    for run in 0..runs {
+        let out = case_dir.join(format!("proc{run}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let configure = |out: &Path| {
+            let mut cmd = Command::new(exe);
+            cmd.arg("configure")
+                .arg("--config")
+                .arg(case_dir.join("cluster.yaml"))
+                .arg("--nodes")
+                .arg(case_dir.join("nodes.yaml"))
+                .arg("--out")
+                .arg(out)
+                .arg("--templates")
+                .arg(templates);
+            schemas.apply(&mut cmd);
+            cmd
+        };
+        let (t, f) = timed(configure(&out))?;
+        first.push(t);
+        failure = failure.or(f);
+        let (t, f) = timed(configure(&out))?;
+        rerun.push(t);
+        failure = failure.or(f);
+        let mut cmd = Command::new(exe);
+        cmd.arg("verify").arg(&out);
+        schemas.apply(&mut cmd);
+        let (t, f) = timed(cmd)?;
+        verify.push(t);
+        failure = failure.or(f);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    Ok(ProcessTimes {
+        first: median(&mut first),
+        rerun: median(&mut rerun),
+        verify: median(&mut verify),
+        failure,
+    })
+}
+
+/// Wall time of `cmd` from spawn to exit; its output only if it failed.
+fn timed(mut cmd: Command) -> Result<(Duration, Option<String>)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let elapsed = started.elapsed();
+    let failure = (!out.status.success()).then(|| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+        format!(
+            "{:?} exited with {}:\n{}",
+            cmd.get_args().next().unwrap_or_default(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    });
+    Ok((elapsed, failure))
+}
+
+pub fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// The peer's render + encrypt in `dir`, a configured cluster-template checkout (its
+/// `makejinja.toml`, `cluster.yaml`, `nodes.yaml`, and `age.key` for sops): `makejinja`, then
+/// `sops --encrypt --in-place` on every rendered `*.sops.*` file, as its `configure` task does
+/// (the task also runs `sops filestatus` and `jq` per file first; they are left out here, which
+/// only makes the peer look faster).
+/// `None` when `makejinja` or `sops` is not installed. Median of `runs`.
+pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<Duration>> {
+    let available = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !available("makejinja") || !available("sops") {
+        return Ok(None);
+    }
+    if !dir.join("makejinja.toml").is_file() {
+        bail!(
+            "{}: not a cluster-template checkout (no makejinja.toml)",
+            dir.display()
+        );
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        // makejinja lists every file it renders; only its errors are shown.
+        let out = Command::new("makejinja")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run makejinja")?;
+        if !out.status.success() {
+            bail!(
+                "makejinja failed in {} ({}):\n{}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut secrets = Vec::new();
+        for top in ["bootstrap", "kubernetes", "talos"] {
+            collect_sops(&dir.join(top), &mut secrets);
+        }
+        for file in &secrets {
+            let status = Command::new("sops")
+                .current_dir(dir)
+                .env("SOPS_AGE_KEY_FILE", dir.join("age.key"))
+                .args(["--encrypt", "--in-place"])
+                .arg(file)
+                .stdin(Stdio::null())
+                .output()
+                .context("cannot run sops")?;
+            if !status.status.success() {
+                bail!(
+                    "sops failed on {} ({}):\n{}",
+                    file.display(),
+                    status.status,
+                    String::from_utf8_lossy(&status.stderr)
+                );
+            }
+        }
+        times.push(started.elapsed());
+    }
+    Ok(Some(median(&mut times)))
+}
+
+fn collect_sops(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect_sops(&path, out),
+            Ok(t) if t.is_file() && e.file_name().to_string_lossy().contains(".sops.") => {
+                out.push(path)
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_is_the_middle_run() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut [ms(30), ms(10), ms(20)]), ms(20));
+        assert_eq!(median(&mut [ms(40), ms(10)]), ms(40));
+        assert_eq!(median(&mut []), Duration::ZERO);
+    }
+}
