@@ -99,15 +99,21 @@ pub fn verify(root: &Path, schemas: &SchemaSet, config: &VerifyConfig) -> Report
     stats.objects = graph.objects.len();
     stats.files = tree.files.len();
 
-    check_schemas(&tree, schemas, &graph, &standalone, &mut diags, &mut stats);
-
-    diags.extend(talos::check(&tree));
-    let (cross_diags, cross_stats) = cross::check(&tree, &graph);
-    diags.extend(cross_diags);
-    stats.unverifiable_refs = cross_stats.unverifiable;
+    // The Helm values and talconfig.yaml checks read and parse their own schema files (cilium's
+    // are 350 kB): they run on a second thread beside the CRD schema and cross-resource checks.
     let value_schemas = &config.value_schemas;
     let dir = value_schemas.dir.as_deref().or(schemas.dir());
-    let (helm_diags, helm_stats) = helm::check(&tree, &graph, dir, value_schemas);
+    let (tree_ref, graph_ref) = (&tree, &graph);
+    let (helm_diags, helm_stats) = std::thread::scope(|scope| {
+        let helm = scope.spawn(move || helm::check(tree_ref, graph_ref, dir, value_schemas));
+        check_schemas(&tree, schemas, &graph, &standalone, &mut diags, &mut stats);
+        diags.extend(talos::check(&tree));
+        let (cross_diags, cross_stats) = cross::check(&tree, &graph);
+        diags.extend(cross_diags);
+        stats.unverifiable_refs = cross_stats.unverifiable;
+        helm.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
     diags.extend(helm_diags);
     stats.helm = helm_stats;
 
