@@ -74,7 +74,7 @@ const KUBECTL_VALIDATE_COMMIT: &str = "9431c46daf3fdcbdcc480134767eafdd990f8fc5"
 
 macro_rules! pin {
     ($folder:expr, $file:expr, $repo:expr, $tag:expr, $commit:expr, $path:expr, $blob:expr) => {
-        PinnedFile {
+        $crate::pins::PinnedFile {
             folder: $folder,
             file: $file,
             repo: $repo,
@@ -85,6 +85,9 @@ macro_rules! pin {
         }
     };
 }
+
+// The chart values schemas (`helm/charts.rs`) are pinned with the same macro.
+pub(crate) use pin;
 
 /// Every file of the pinned schema set.
 pub const PINS: &[PinnedFile] = &[

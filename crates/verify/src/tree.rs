@@ -478,12 +478,14 @@ pub(crate) fn node_at<'a>(doc: &'a Node, path: &str) -> &'a Node {
     cur
 }
 
-enum Seg<'a> {
+/// One step of a field path.
+pub(crate) enum Seg<'a> {
     Key(&'a str),
     Index(usize),
 }
 
-fn segments(path: &str) -> Vec<Seg<'_>> {
+/// `spec.rules[0][app.kubernetes.io/name]` → `spec`, `rules`, 0, `app.kubernetes.io/name`.
+pub(crate) fn segments(path: &str) -> Vec<Seg<'_>> {
     let mut out = Vec::new();
     let mut rest = path;
     while !rest.is_empty() {

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::flux::{FluxGraph, locate};
 use crate::pins::{PinnedFile, git_blob_sha1};
-use crate::tree::{Tree, node_at};
+use crate::tree::{Seg, Tree, node_at, segments};
 
 pub use charts::{CHART_PINS, ChartPin, TALCONFIG_SCHEMA, WITHOUT_SCHEMA, pinned_files};
 
@@ -199,10 +199,10 @@ fn read_pinned(dir: &Path, pin: &PinnedFile) -> Option<Vec<u8>> {
 /// Whether the value at `path` is, or holds, a string Flux rewrites on the cluster (`${VAR}`).
 fn substituted_on_cluster(merged: &Value, path: &str) -> bool {
     let mut node = merged;
-    for seg in jsonschema_path_segments(path) {
+    for seg in segments(path) {
         let next = match seg {
-            Ok(i) => node.get(i),
-            Err(k) => node.get(k),
+            Seg::Index(i) => node.get(i),
+            Seg::Key(k) => node.get(k),
         };
         match next {
             Some(n) => node = n,
@@ -219,26 +219,6 @@ fn contains_substitution(v: &Value) -> bool {
         Value::Object(m) => m.values().any(contains_substitution),
         _ => false,
     }
-}
-
-/// `a.b[0][x.y]` → `a`, `b`, 0, `x.y` (indexes as `Ok`, keys as `Err`).
-fn jsonschema_path_segments(path: &str) -> Vec<Result<usize, &str>> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').unwrap_or(r.len());
-            let inner = &r[..end];
-            out.push(inner.parse::<usize>().map_err(|_| inner));
-            rest = r.get(end + 1..).unwrap_or("");
-        } else {
-            let r = rest.strip_prefix('.').unwrap_or(rest);
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            out.push(Err(&r[..end]));
-            rest = &r[end..];
-        }
-    }
-    out
 }
 
 const TALCONFIG: &str = "talos/talconfig.yaml";
