@@ -429,6 +429,20 @@ pub enum FileStatus {
     Modified(String),
 }
 
+/// The bytes of `pin`'s file under `dir` if they are the pinned bytes: read through
+/// `schema::repofile` (no symlink below `dir`, a regular file, at most `max` bytes), then checked
+/// against the pinned blob id. The one way verify reads a pinned file it will use.
+pub(crate) fn read_pinned(dir: &Path, pin: &PinnedFile, max: u64) -> Result<Vec<u8>, FileStatus> {
+    let bytes = schema::repofile::read_under(dir, &pin.relative_path(), max)
+        .map_err(|_| FileStatus::Missing)?;
+    let blob = git_blob_sha1(&bytes);
+    if blob == pin.blob {
+        Ok(bytes)
+    } else {
+        Err(FileStatus::Modified(blob))
+    }
+}
+
 /// The state of every pinned file under `dir`.
 pub fn status(dir: &Path) -> Vec<(&'static PinnedFile, FileStatus)> {
     status_of(dir, PINS.iter())

@@ -22,7 +22,7 @@ use schema::Diagnostic;
 use serde_json::Value;
 
 use crate::flux::{FluxGraph, locate};
-use crate::pins::{PinnedFile, git_blob_sha1};
+use crate::pins::PinnedFile;
 use crate::tree::{Seg, Tree, node_at, segments};
 
 pub use charts::{CHART_PINS, ChartPin, TALCONFIG_SCHEMA, WITHOUT_SCHEMA, pinned_files};
@@ -190,10 +190,9 @@ fn load_chart(dir: &Path, pin: &ChartPin) -> Option<(Schema, Value)> {
     Some((Schema::new(schema), defaults))
 }
 
-/// The file's bytes if it is in `dir` and is the pinned file (a regular file, not a symlink).
+/// The file's bytes if it is in `dir` and is the pinned file.
 fn read_pinned(dir: &Path, pin: &PinnedFile) -> Option<Vec<u8>> {
-    let bytes = schema::repofile::read(&dir.join(pin.relative_path()), MAX_FILE).ok()?;
-    (git_blob_sha1(&bytes) == pin.blob).then_some(bytes)
+    crate::pins::read_pinned(dir, pin, MAX_FILE).ok()
 }
 
 /// Whether the value at `path` is, or holds, a string Flux rewrites on the cluster (`${VAR}`).

@@ -13,7 +13,7 @@ use schema::repofile;
 use super::SchemaSet;
 use super::digest;
 use super::parse::{self, MAX_SCHEMA_FILE, Parsed};
-use crate::pins::{PINS, PinnedFile, git_blob_sha1};
+use crate::pins::{FileStatus, PINS, PinnedFile};
 
 /// Folder of the digests inside the cache (hidden: schema set listings skip it).
 pub(crate) const DIGEST_DIR: &str = ".digest";
@@ -101,14 +101,11 @@ fn load_one(dir: &Path, pin: &PinnedFile) -> (PinnedState, Option<Parsed>) {
     {
         return (PinnedState::Digest, Some(parsed));
     }
-    let bytes = match repofile::read_under(dir, &pin.relative_path(), MAX_SCHEMA_FILE) {
+    let bytes = match crate::pins::read_pinned(dir, pin, MAX_SCHEMA_FILE) {
         Ok(b) => b,
+        Err(FileStatus::Modified(blob)) => return (PinnedState::Modified(blob), None),
         Err(_) => return (PinnedState::Missing, None),
     };
-    let blob = git_blob_sha1(&bytes);
-    if blob != pin.blob {
-        return (PinnedState::Modified(blob), None);
-    }
     let name = format!("{}/{}", pin.folder, pin.file);
     let parsed = parse::parse_bytes(Ok(bytes), &name);
     let digest_written = expected.is_some_and(|e| write_digest(dir, pin, &parsed, e));
