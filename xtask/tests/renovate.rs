@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Scratch, repo, skip_or_fail};
+use common::{Scratch, git, repo, skip_or_fail};
 
 const CONFIG: &str = ".renovaterc.json5";
 
@@ -186,20 +186,6 @@ fn annotations(root: &Path, files: &[String]) -> Vec<(String, String, Option<Str
         }
     }
     found
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn commit_all(dir: &Path) {

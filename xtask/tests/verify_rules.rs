@@ -113,6 +113,17 @@ impl Tree {
         self.write(file, &text.replacen(from, to, 1))
     }
 
+    /// Replaces the first line starting with `prefix` by `line` (for lines whose tail differs
+    /// between renderings, such as a ciphertext).
+    fn replace_line_starting(&self, file: &str, prefix: &str, line: &str) -> Edit {
+        let text = self.read(file)?;
+        let old = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .ok_or_else(|| format!("{file}: no line starts with {prefix:?}"))?;
+        self.write(file, &text.replacen(old, line, 1))
+    }
+
     /// Removes the one line equal to `line` (ignoring indentation) and every following line
     /// indented deeper (its YAML block), blank lines inside included.
     fn remove_block(&self, file: &str, line: &str) -> Edit {
@@ -373,13 +384,7 @@ fn cases() -> Vec<Case> {
             "a key pasted in plaintext into an encrypted file",
             "verify::sops_plaintext",
             |t| {
-                let text = t.read(BACKENDS_SECRET)?;
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("  apiKey: ENC["))
-                    .ok_or("no encrypted apiKey line")?
-                    .to_owned();
-                t.replace_first(BACKENDS_SECRET, &line, "  apiKey: sk-pasted-by-hand")
+                t.replace_line_starting(BACKENDS_SECRET, "  apiKey: ENC[", "  apiKey: sk-pasted-by-hand")
             },
         )
         .at(BACKENDS_SECRET, "stringData.apiKey")
@@ -461,13 +466,7 @@ fn cases() -> Vec<Case> {
                     "encrypted_regex: ^(data|stringData)$",
                     "encrypted_regex: ^(data)$",
                 )?;
-                let text = t.read(BACKENDS_SECRET)?;
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("  apiKey: ENC["))
-                    .ok_or("no encrypted apiKey line")?
-                    .to_owned();
-                t.replace_first(BACKENDS_SECRET, &line, "  apiKey: sk-outside-the-rule")
+                t.replace_line_starting(BACKENDS_SECRET, "  apiKey: ENC[", "  apiKey: sk-outside-the-rule")
             },
         )
         .at(BACKENDS_SECRET, "stringData.apiKey")

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Scratch, repo};
+use common::{Scratch, git, repo};
 
 const TEMPLATE_OWN: [&str; 3] = ["ci.yaml", "e2e.yaml", "release.yaml"];
 const CLUSTER: &str = "cluster-verify.yaml";
@@ -115,20 +115,6 @@ fn tidy_moves_the_template_workflows_and_keeps_cluster_verify() {
     }
     assert!(root.join(".github/workflows").join(CLUSTER).exists());
     assert!(root.join(FINDER).exists());
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn write(root: &Path, rel: &str, text: &str) {
