@@ -71,6 +71,24 @@ async fn port_forwarded<T>(
     result
 }
 
+/// Makes Envoy Gateway translate the Gateway again (a new annotation value changes the object)
+/// and gives the new configuration 20 s to reach Envoy.
+async fn retranslate(namespace: &str, gateway_name: &str, suffix: &str) -> anyhow::Result<()> {
+    let stamp = format!("e2e.aiops/forged-headers={}{suffix}", std::process::id());
+    kubectl_ok(&[
+        "-n",
+        namespace,
+        "annotate",
+        "gateway",
+        gateway_name,
+        &stamp,
+        "--overwrite",
+    ])
+    .await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    Ok(())
+}
+
 /// Forged MCP routing headers while the controller is down (Envoy Gateway then serves its own
 /// translation, failOpen): scale the controller to 0, make Envoy Gateway translate again, send
 /// one forged request per backend, look at the MCP mocks' logs, and bring the controller back.
@@ -95,18 +113,7 @@ pub async fn forged_mcp_headers(
         "--timeout=120s",
     ])
     .await;
-    let stamp = format!("e2e.aiops/forged-headers={}", std::process::id());
-    kubectl_ok(&[
-        "-n",
-        namespace,
-        "annotate",
-        "gateway",
-        gateway_name,
-        &stamp,
-        "--overwrite",
-    ])
-    .await?;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    retranslate(namespace, gateway_name, "").await?;
     for admin in mcp_admins {
         let _ = http::send(admin, "DELETE", "/_mock/requests", &[], Vec::new()).await;
     }
@@ -139,18 +146,7 @@ pub async fn forged_mcp_headers(
         "--timeout=180s",
     ])
     .await?;
-    let stamp = format!("e2e.aiops/forged-headers={}-done", std::process::id());
-    kubectl_ok(&[
-        "-n",
-        namespace,
-        "annotate",
-        "gateway",
-        gateway_name,
-        &stamp,
-        "--overwrite",
-    ])
-    .await?;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    retranslate(namespace, gateway_name, "-done").await?;
     let status = statuses.iter().copied().max().unwrap_or(0);
     Ok(
         hardening::forged_headers_refused(status, recorded, token_seen)
