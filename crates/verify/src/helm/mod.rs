@@ -111,8 +111,8 @@ pub(crate) fn check(
             if substituted_on_cluster(&merged, &v.path) {
                 continue;
             }
-            let field = if v.path.is_empty() {
-                "spec.values".to_owned()
+            let field = if v.path.is_empty() || v.path.starts_with('[') {
+                format!("spec.values{}", v.path)
             } else {
                 format!("spec.values.{}", v.path)
             };
