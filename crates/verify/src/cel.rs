@@ -16,6 +16,7 @@
 //! are timestamps, `duration` strings durations, `byte` strings bytes, and an embedded resource
 //! always has `apiVersion`, `kind` and `metadata`.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,23 +24,35 @@ use kube_cel::{KubeCelExt, cel};
 use serde_json::Value;
 
 use crate::field::{FieldError, FieldErrorKind, quote};
-use crate::openapi::{Additional, Format, Graph, NodeId, Rule, Ty};
+use crate::openapi::{Additional, Format, Graph, NodeId, Program, Rule, Ty};
 use crate::validate::{contains_unknown, join};
 
 /// A CEL context with the Kubernetes libraries registered; build one per verification run.
 pub(crate) struct CelEnv {
     ctx: cel::Context<'static>,
-    none: cel::Value,
+    /// `optional.none()`, made the first time a rule with `optionalOldSelf` runs (running the
+    /// CEL parser costs more than most verify runs spend on it otherwise).
+    none: OnceCell<cel::Value>,
 }
 
 impl CelEnv {
     pub(crate) fn new() -> CelEnv {
         let ctx = cel::Context::default().with_all();
-        let none = cel::Program::compile("optional.none()")
-            .ok()
-            .and_then(|p| p.execute(&ctx).ok())
-            .unwrap_or(cel::Value::Null);
-        CelEnv { ctx, none }
+        CelEnv {
+            ctx,
+            none: OnceCell::new(),
+        }
+    }
+
+    fn none(&self) -> cel::Value {
+        self.none
+            .get_or_init(|| {
+                cel::Program::compile("optional.none()")
+                    .ok()
+                    .and_then(|p| p.execute(&self.ctx).ok())
+                    .unwrap_or(cel::Value::Null)
+            })
+            .clone()
     }
 
     /// Functions a program calls that this CEL implementation does not provide (operators and
@@ -47,7 +60,7 @@ impl CelEnv {
     /// function fails with "undeclared reference", a present one with an argument error.
     pub(crate) fn missing_functions(
         &self,
-        program: &cel::Program,
+        program: &Program,
         cache: &mut HashMap<String, bool>,
     ) -> Vec<String> {
         const MACROS: &[&str] = &["has", "all", "exists", "exists_one", "map", "filter"];
@@ -76,8 +89,8 @@ impl CelEnv {
 
     /// Executes `program` with nothing bound (for tests of the function library).
     #[cfg(test)]
-    pub(crate) fn eval(&self, program: &cel::Program) -> Result<cel::Value, cel::ExecutionError> {
-        program.execute(&self.ctx)
+    pub(crate) fn eval(&self, program: &Program) -> Result<cel::Value, cel::ExecutionError> {
+        cel::Value::resolve(program, &self.ctx)
     }
 }
 
@@ -112,7 +125,7 @@ pub(crate) fn evaluate(
             let mut scope = env.ctx.new_inner_scope();
             scope.add_variable_from_value("self", to_cel(graph, Some(id), value));
             if n.rules.iter().any(|r| r.transition && r.optional_old_self) {
-                scope.add_variable_from_value("oldSelf", env.none.clone());
+                scope.add_variable_from_value("oldSelf", env.none());
             }
             for rule in &n.rules {
                 if let Some(e) = run_rule(&scope, rule, n.type_name(), path) {
@@ -178,13 +191,13 @@ fn run_rule(
         Some(fp) => field_path(path, fp),
         None => path.to_owned(),
     };
-    match program.execute(scope) {
+    match cel::Value::resolve(program, scope) {
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => {
             let message = rule
                 .message_expression()
                 .and_then(Result::ok)
-                .and_then(|m| match m.execute(scope) {
+                .and_then(|m| match cel::Value::resolve(m, scope) {
                     Ok(cel::Value::String(s)) if !s.trim().is_empty() => Some((*s).clone()),
                     _ => None,
                 })
@@ -506,9 +519,10 @@ mod tests {
     fn missing_functions_are_found() {
         let env = CelEnv::new();
         let mut cache = HashMap::new();
-        let p =
-            cel::Program::compile("self.noSuchFn(1) && self.split(',').size() > 0 && has(self.x)")
-                .unwrap();
+        let p = crate::schemaset::celcode::parse(
+            "self.noSuchFn(1) && self.split(',').size() > 0 && has(self.x)",
+        )
+        .unwrap();
         assert_eq!(env.missing_functions(&p, &mut cache), vec!["noSuchFn"]);
     }
 
@@ -523,7 +537,7 @@ mod tests {
             "quantity('1Gi').isGreaterThan(quantity('1Mi'))",
             "url('https://x.example/p').getHost() == 'x.example'",
         ] {
-            let p = cel::Program::compile(expr).unwrap();
+            let p = crate::schemaset::celcode::parse(expr).unwrap();
             assert_eq!(env.eval(&p), Ok(cel::Value::Bool(true)), "{expr}");
         }
     }

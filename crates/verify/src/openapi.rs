@@ -2,15 +2,17 @@
 //! arena of nodes the validator walks.
 //!
 //! Compiling once per schema is the point: patterns become `Regex`es and CEL rules become
-//! `cel::Program`s a single time, however many objects use them. `$ref`s (Kubernetes OpenAPI
+//! parsed programs a single time, however many objects use them. `$ref`s (Kubernetes OpenAPI
 //! only) are resolved into node ids, so recursive types are fine.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use kube_cel::cel;
 use regex::Regex;
 use serde_json::{Map, Value};
+
+use crate::schemaset::celcode;
 
 pub(crate) type NodeId = usize;
 
@@ -69,38 +71,46 @@ pub(crate) enum ListType {
     Map,
 }
 
-/// One `x-kubernetes-validations` entry. Its CEL programs are compiled the first time the rule
-/// is evaluated (most rules of a large CRD guard fields an object never sets), then kept.
+/// One `x-kubernetes-validations` entry. Its CEL programs are parsed the first time the rule
+/// is evaluated (most rules of a large CRD guard fields an object never sets), or read from the
+/// schema digest's table of parsed rules when the schema came from one, then kept.
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub(crate) rule: String,
-    program: OnceLock<Result<cel::Program, String>>,
+    program: OnceLock<Result<Program, String>>,
     pub(crate) message: Option<String>,
     message_expression_text: Option<String>,
-    message_expression: OnceLock<Option<Result<cel::Program, String>>>,
+    message_expression: OnceLock<Option<Result<Program, String>>>,
     pub(crate) reason: Option<String>,
     pub(crate) field_path: Option<String>,
     pub(crate) transition: bool,
     pub(crate) optional_old_self: bool,
+    parsed: Option<Arc<celcode::Table>>,
 }
 
+/// A parsed CEL expression (what `cel::Program` holds; `cel::Value::resolve` runs it).
+pub(crate) type Program = cel::IdedExpr;
+
 impl Rule {
-    /// The compiled rule, or why it does not compile.
-    pub(crate) fn program(&self) -> Result<&cel::Program, &str> {
+    fn parse(&self, text: &str) -> Result<Program, String> {
+        self.parsed
+            .as_ref()
+            .and_then(|t| t.get(text))
+            .unwrap_or_else(|| celcode::parse(text))
+    }
+
+    /// The parsed rule, or why it does not parse.
+    pub(crate) fn program(&self) -> Result<&Program, &str> {
         self.program
-            .get_or_init(|| cel::Program::compile(&self.rule).map_err(|e| e.to_string()))
+            .get_or_init(|| self.parse(&self.rule))
             .as_ref()
             .map_err(String::as_str)
     }
 
-    /// The compiled `messageExpression`, if the rule has one.
-    pub(crate) fn message_expression(&self) -> Option<Result<&cel::Program, &str>> {
+    /// The parsed `messageExpression`, if the rule has one.
+    pub(crate) fn message_expression(&self) -> Option<Result<&Program, &str>> {
         self.message_expression
-            .get_or_init(|| {
-                self.message_expression_text
-                    .as_ref()
-                    .map(|e| cel::Program::compile(e).map_err(|err| err.to_string()))
-            })
+            .get_or_init(|| self.message_expression_text.as_ref().map(|e| self.parse(e)))
             .as_ref()
             .map(|r| r.as_ref().map_err(String::as_str))
     }
@@ -259,6 +269,7 @@ pub(crate) struct Compiler<'a> {
     graph: Graph,
     components: Option<&'a dyn Components>,
     refs: HashMap<String, NodeId>,
+    parsed: Option<Arc<celcode::Table>>,
 }
 
 impl<'a> Compiler<'a> {
@@ -267,7 +278,14 @@ impl<'a> Compiler<'a> {
             graph: Graph::default(),
             components,
             refs: HashMap::new(),
+            parsed: None,
         }
+    }
+
+    /// Rules take their parsed form from `table` when it has them (a verified schema digest's).
+    pub(crate) fn with_parsed_rules(mut self, table: Option<Arc<celcode::Table>>) -> Self {
+        self.parsed = table;
+        self
     }
 
     /// Compiles `schema` (found at `path`, for messages) and returns its node id.
@@ -458,6 +476,7 @@ impl<'a> Compiler<'a> {
             reason: text("reason"),
             field_path: text("fieldPath"),
             optional_old_self: raw.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
+            parsed: self.parsed.clone(),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! does not re-parse megabytes of YAML on every run.
 //!
 //! Layout: a magic line, one line of JSON index, then the payload: every CRD version's
-//! `openAPIV3Schema` (or every OpenAPI component) as compact JSON, back to back. The index says
-//! which kinds the file defines, their scope and served flag, and where each schema's bytes are;
-//! a schema is parsed only when an object of its kind is validated.
+//! `openAPIV3Schema` (or every OpenAPI component) as compact JSON, back to back, and for a CRD
+//! file the table of its CEL rules, parsed (`celcode`). The index says which kinds the file
+//! defines, their scope and served flag, and where each schema's bytes and the rule table are; a
+//! schema is parsed only when an object of its kind is validated, a rule read back only when it
+//! is evaluated.
 //!
 //! **Trust.** A digest is used only if the SHA-256 of the whole file equals the value pinned in
 //! the binary for its source file (`crate::digests`), so the cached form carries the same
@@ -16,12 +18,13 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
+use super::celcode;
 use super::parse::Parsed;
 use super::{CrdVersion, Gvk, LazyJson, OpenApiDoc};
 
 /// First line of every digest; bump the number when the layout or the encoding changes (the
 /// pinned digest hashes then change too, see `crate::digests`).
-pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 1\n";
+pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 2\n";
 
 /// The digest of a parsed source file. Deterministic: the same source gives the same bytes.
 pub(crate) fn encode(parsed: &Parsed) -> Vec<u8> {
@@ -51,7 +54,14 @@ pub(crate) fn encode(parsed: &Parsed) -> Vec<u8> {
                 .iter()
                 .map(|((g, k), namespaced)| json!([g, k, namespaced]))
                 .collect();
-            json!({"crds": {"versions": versions, "scopes": scopes, "problems": problems}})
+            let mut rules = std::collections::BTreeSet::new();
+            for (_, v) in versions_of(parsed) {
+                celcode::rule_texts(v.schema.get(), &mut rules);
+            }
+            let start = payload.len();
+            celcode::encode_table(&rules, &mut payload);
+            let cel = json!([start, payload.len()]);
+            json!({"crds": {"versions": versions, "scopes": scopes, "problems": problems, "cel": cel}})
         }
         Parsed::OpenApi { doc, gvks } => {
             let mut names: Vec<&String> = doc.components.keys().collect();
@@ -97,6 +107,13 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
     };
     let text = |v: &Value| v.as_str().map(str::to_owned);
     if let Some(crds) = index.get("crds") {
+        let table = crds.get("cel")?;
+        let start = base.checked_add(usize::try_from(table.get(0)?.as_u64()?).ok()?)?;
+        let end = base.checked_add(usize::try_from(table.get(1)?.as_u64()?).ok()?)?;
+        if start > end || end > len {
+            return None;
+        }
+        let table = Arc::new(celcode::Table::new(bytes.clone(), start..end));
         let mut versions = Vec::new();
         for v in crds.get("versions")?.as_array()? {
             versions.push((
@@ -110,6 +127,7 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
                     served: v.get("served")?.as_bool()?,
                     schema: at(v.get("at")?)?,
                     compiled: OnceLock::new(),
+                    parsed_rules: Some(table.clone()),
                 },
             ));
         }
@@ -160,6 +178,13 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
         return Some(Parsed::Problem(text(p)?));
     }
     index.as_object()?.is_empty().then_some(Parsed::Nothing)
+}
+
+fn versions_of(parsed: &Parsed) -> &[(Gvk, CrdVersion)] {
+    match parsed {
+        Parsed::Crds { versions, .. } => versions,
+        _ => &[],
+    }
 }
 
 /// SHA-256 of `bytes`, in hex.

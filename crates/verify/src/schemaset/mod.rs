@@ -5,6 +5,7 @@
 //! first time an object of that kind is validated and is then cached, so `verify` pays only for
 //! the kinds it meets.
 
+pub(crate) mod celcode;
 mod digest;
 mod parse;
 pub(crate) mod pinned;
@@ -126,6 +127,8 @@ pub(crate) struct CrdVersion {
     pub(crate) served: bool,
     pub(crate) schema: LazyJson,
     pub(crate) compiled: OnceLock<Compiled>,
+    /// The file's rules, parsed when its digest was written (`None` when read from the source).
+    pub(crate) parsed_rules: Option<Arc<celcode::Table>>,
 }
 
 /// A Kubernetes OpenAPI v3 document, kept as its `components.schemas`, each parsed and compiled
@@ -365,7 +368,7 @@ impl SchemaSet {
 
 pub(crate) fn compiled_crd(crd: &CrdVersion) -> &Compiled {
     crd.compiled.get_or_init(|| {
-        let mut c = Compiler::new(None);
+        let mut c = Compiler::new(None).with_parsed_rules(crd.parsed_rules.clone());
         let root = c.add(crd.schema.get(), "");
         Compiled {
             graph: c.finish(),

@@ -108,6 +108,7 @@ fn parse_crds(loaded: yaml::Loaded, name: &str) -> Parsed {
                     served: v["served"].as_bool().unwrap_or(true),
                     schema: LazyJson::parsed(schema),
                     compiled: OnceLock::new(),
+                    parsed_rules: None,
                 },
             ));
         }

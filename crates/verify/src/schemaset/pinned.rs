@@ -143,3 +143,33 @@ pub(crate) fn digest_hash_of_source(pin: &PinnedFile, bytes: Vec<u8>) -> String 
     let name = format!("{}/{}", pin.folder, pin.file);
     digest::sha256_hex(&digest::encode(&parse::parse_bytes(Ok(bytes), &name)))
 }
+
+/// The CRD versions of `pin`'s source `bytes` as parsed from the source and as read back from
+/// its digest, compiled, in the same order (for the tests that compare them).
+#[cfg(test)]
+pub(crate) fn compiled_both_ways(
+    pin: &PinnedFile,
+    bytes: Vec<u8>,
+) -> Vec<(super::Compiled, super::Compiled)> {
+    let name = format!("{}/{}", pin.folder, pin.file);
+    let source = parse::parse_bytes(Ok(bytes), &name);
+    let Some(from_digest) = digest::decode(digest::encode(&source)) else {
+        panic!("{name}: its digest does not decode");
+    };
+    let versions = |p: Parsed| match p {
+        Parsed::Crds { versions, .. } => versions,
+        _ => Vec::new(),
+    };
+    versions(source)
+        .into_iter()
+        .zip(versions(from_digest))
+        .map(|((_, a), (_, b))| {
+            assert!(a.parsed_rules.is_none() && b.parsed_rules.is_some());
+            let take = |v: super::CrdVersion| {
+                super::compiled_crd(&v);
+                v.compiled.into_inner().expect("compiled")
+            };
+            (take(a), take(b))
+        })
+        .collect()
+}
