@@ -150,6 +150,7 @@ fn fetch_pins<'p>(
     if failures.is_empty() {
         // Writes the digest of every pinned file, so that the first `verify` is already fast.
         let _ = ::verify::SchemaSet::load_pinned(dir);
+        ::verify::store_chart_digests(dir);
     } else {
         bail!(
             "{} of {} files could not be stored:\n  {}",

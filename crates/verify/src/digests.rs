@@ -112,9 +112,48 @@ const DIGESTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// (git blob id of a chart's pinned `values.yaml`, SHA-256 of the chart's digest: its schema and
+/// defaults, see `helm::digest`). The chart files are not in the reference material, so these
+/// come from `CLUSTER_CHART_CACHE=<a schema cache after schemas fetch> cargo test -p verify
+/// pinned_chart_digests` (its failure message).
+const CHART_DIGESTS: &[(&str, &str)] = &[
+    (
+        "cf69a2e31474974f55624a556a3530afd753cbaf",
+        "8d3679cc5e8502b6bc623b555ca16ac64cd2f6344d188658d664e8222d685ae1",
+    ),
+    (
+        "4bd3ebf5f39c058208c6502a6395e29fec41c29e",
+        "44dad5f7fc2548846926ed3116febd8df2e622d6965ca42a3f6a964723420ff7",
+    ),
+    (
+        "46fbe8f7c7d6fd4b499826c7942b14f03eaf0593",
+        "6c56af22dc481e92672823c0c623a757f051170497ae2ef0522259d1b650c66b",
+    ),
+    (
+        "03429366a3cf8afb440b3e84383976b297182874",
+        "775b8749b439adf1ddf41ba4bc4bf59e97648704fee2f739f659d7f055303d50",
+    ),
+    (
+        "d10d6ea073c46e695398068a2ee30f3a10203ca6",
+        "d1682c2bfbc1132c08aee76b1e24ca5da82649eeaead284c0ca8daf625f5b0d8",
+    ),
+    (
+        "84e16cb03db798f5bd7d4ac99389bc5f47aaedd5",
+        "d2b7ba4b3b040aaedea554b57f5313e26d2360c464706e3ffc0ab683cc50f96b",
+    ),
+];
+
 /// The pinned digest hash for the source file with git blob id `blob`.
 pub(crate) fn expected(blob: &str) -> Option<&'static str> {
     DIGESTS.iter().find(|(b, _)| *b == blob).map(|(_, d)| *d)
+}
+
+/// The pinned digest hash for the chart whose `values.yaml` has git blob id `blob`.
+pub(crate) fn expected_chart(blob: &str) -> Option<&'static str> {
+    CHART_DIGESTS
+        .iter()
+        .find(|(b, _)| *b == blob)
+        .map(|(_, d)| *d)
 }
 
 #[cfg(test)]
@@ -154,6 +193,52 @@ mod tests {
         }
         // The pinned CRDs have 763 rules; a walk that saw few proves little.
         assert!(rules > 700, "only {rules} rules compared");
+    }
+
+    /// Every pinned chart has one digest hash, and no other chart does.
+    #[test]
+    fn one_chart_digest_per_chart_pin() {
+        for pin in crate::CHART_PINS {
+            assert!(
+                super::expected_chart(pin.values.blob).is_some(),
+                "{}",
+                pin.chart
+            );
+        }
+        assert_eq!(super::CHART_DIGESTS.len(), crate::CHART_PINS.len());
+    }
+
+    /// The chart digest hashes are those of the pinned chart files. Those files are not in the
+    /// reference material (`schemas fetch` downloads them from upstream), so this checks them
+    /// when `CLUSTER_CHART_CACHE` names a schema cache that holds them, and says it did not
+    /// otherwise (`.ci/run` fetches them when it can reach GitHub).
+    #[test]
+    #[allow(clippy::print_stderr)] // says that it did not check
+    fn pinned_chart_digests() {
+        let Some(dir) = std::env::var_os("CLUSTER_CHART_CACHE").map(PathBuf::from) else {
+            eprintln!("pinned_chart_digests: not checked, CLUSTER_CHART_CACHE is not set");
+            return;
+        };
+        let mut table = String::new();
+        let mut wrong = Vec::new();
+        for pin in crate::CHART_PINS {
+            let hash = crate::helm::digest_hash(&dir, pin).unwrap_or_else(|| {
+                panic!(
+                    "{}: {} {} are not the pinned files",
+                    dir.display(),
+                    pin.chart,
+                    pin.version
+                )
+            });
+            table.push_str(&format!("    (\"{}\", \"{hash}\"),\n", pin.values.blob));
+            if super::expected_chart(pin.values.blob) != Some(hash.as_str()) {
+                wrong.push(pin.chart);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "chart digest hashes differ for {wrong:?}; set CHART_DIGESTS in crates/verify/src/digests.rs to:\n{table}"
+        );
     }
 
     /// Every pinned file has a digest hash here, and it is the hash of the digest the encoder

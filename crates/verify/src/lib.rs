@@ -51,7 +51,9 @@ use schema::Diagnostic;
 
 pub use config::{FluxEntry, ValueSchemas, VerifyConfig};
 pub use field::{FieldError, FieldErrorKind, apiserver_message};
-pub use helm::{CHART_PINS, ChartPin, HelmStats, TALCONFIG_SCHEMA, WITHOUT_SCHEMA};
+pub use helm::{
+    CHART_PINS, ChartPin, HelmStats, TALCONFIG_SCHEMA, WITHOUT_SCHEMA, store_chart_digests,
+};
 pub use object::{ObjectReport, SchemaUse, validate_object};
 pub use report::{Report, Stats};
 pub use schemaset::{CompileSummary, PinnedLoad, PinnedState, SchemaSet, SchemaSetError};

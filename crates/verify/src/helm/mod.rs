@@ -13,6 +13,7 @@
 
 mod charts;
 mod coalesce;
+mod digest;
 mod jsonschema;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -26,6 +27,8 @@ use crate::pins::PinnedFile;
 use crate::tree::{Seg, Tree, node_at, segments};
 
 pub use charts::{CHART_PINS, ChartPin, TALCONFIG_SCHEMA, WITHOUT_SCHEMA, pinned_files};
+#[cfg(test)]
+pub(crate) use digest::digest_hash;
 
 use jsonschema::{Schema, Violation};
 
@@ -172,21 +175,16 @@ fn chart_of(
     Some((chart.to_owned(), tag.to_owned()))
 }
 
+/// Writes the digest of every pinned chart whose files are in the cache `dir` (as `schemas
+/// fetch` does after downloading, so that the first `verify` is already fast).
+pub fn store_chart_digests(dir: &Path) {
+    for pin in CHART_PINS {
+        let _ = digest::load(dir, pin);
+    }
+}
+
 fn load_chart(dir: &Path, pin: &ChartPin) -> Option<(Schema, Value)> {
-    let schema: Value = serde_json::from_slice(&read_pinned(dir, &pin.schema)?).ok()?;
-    let values_bytes = read_pinned(dir, &pin.values)?;
-    let text = String::from_utf8(values_bytes).ok()?;
-    let loaded = schema::yaml::load(
-        &text,
-        &pin.values.relative_path(),
-        schema::yaml::Limits::MANIFESTS,
-    );
-    let defaults = loaded
-        .documents
-        .first()
-        .map(|d| d.to_json())
-        .filter(|v| !v.is_null())
-        .unwrap_or(Value::Object(Default::default()));
+    let (schema, defaults) = digest::load(dir, pin)?;
     Some((Schema::new(schema), defaults))
 }
 

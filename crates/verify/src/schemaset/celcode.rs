@@ -78,7 +78,7 @@ pub(crate) fn encode_table(texts: &BTreeSet<String>, out: &mut Vec<u8>) {
 
 /// The parsed rules of one schema file, read from its digest on demand.
 pub(crate) struct Table {
-    bytes: Arc<[u8]>,
+    bytes: Arc<Vec<u8>>,
     range: Range<usize>,
     /// Text → where its entry's flag byte starts; built on the first lookup.
     index: OnceLock<HashMap<Box<str>, usize>>,
@@ -92,7 +92,7 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// `bytes[range]` holds a table written by [`encode_table`].
-    pub(crate) fn new(bytes: Arc<[u8]>, range: Range<usize>) -> Table {
+    pub(crate) fn new(bytes: Arc<Vec<u8>>, range: Range<usize>) -> Table {
         Table {
             bytes,
             range,
@@ -496,7 +496,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode_table(&set, &mut bytes);
         let len = bytes.len();
-        let table = Table::new(bytes.into(), 0..len);
+        let table = Table::new(Arc::new(bytes), 0..len);
         let expected = texts.iter().map(|t| parse(t)).collect();
         (table, expected)
     }
@@ -527,14 +527,14 @@ mod tests {
         let mut bytes = Vec::new();
         encode_table(&set, &mut bytes);
         for cut in 0..bytes.len() {
-            let t = Table::new(bytes[..cut].to_vec().into(), 0..cut);
+            let t = Table::new(Arc::new(bytes[..cut].to_vec()), 0..cut);
             assert_eq!(t.get("self.x == 1"), None, "cut at {cut}");
         }
         let mut flipped = bytes.clone();
         for i in 0..flipped.len() {
             flipped[i] ^= 0xff;
             let len = flipped.len();
-            let _ = Table::new(flipped.clone().into(), 0..len).get("self.x == 1");
+            let _ = Table::new(Arc::new(flipped.clone()), 0..len).get("self.x == 1");
             flipped[i] ^= 0xff;
         }
     }

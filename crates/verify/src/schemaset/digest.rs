@@ -99,7 +99,8 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
     let index: Value = serde_json::from_slice(&rest[..newline]).ok()?;
     let base = MAGIC.len() + newline + 1;
     let len = bytes.len();
-    let bytes: Arc<[u8]> = bytes.into();
+    // Shared by every lazily parsed part (an `Arc<[u8]>` would copy the whole file).
+    let bytes = Arc::new(bytes);
     let at = |v: &Value| -> Option<LazyJson> {
         let start = base.checked_add(usize::try_from(v.get(0)?.as_u64()?).ok()?)?;
         let end = base.checked_add(usize::try_from(v.get(1)?.as_u64()?).ok()?)?;

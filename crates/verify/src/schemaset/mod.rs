@@ -88,7 +88,7 @@ pub(crate) struct Compiled {
 /// One schema document: parsed already (read from a source file), or a range of a verified
 /// digest, parsed the first time it is needed.
 pub(crate) struct LazyJson {
-    raw: Option<(Arc<[u8]>, Range<usize>)>,
+    raw: Option<(Arc<Vec<u8>>, Range<usize>)>,
     value: OnceLock<Value>,
 }
 
@@ -103,7 +103,7 @@ impl LazyJson {
     /// `bytes[range]` is JSON written by [`digest::encode`] and checked against its pinned hash
     /// before this is built, so it parses; `null` (a schema that allows anything) is never reached
     /// unless the digest encoder itself is wrong, which the digest tests would show.
-    pub(crate) fn from_digest(bytes: Arc<[u8]>, range: Range<usize>) -> LazyJson {
+    pub(crate) fn from_digest(bytes: Arc<Vec<u8>>, range: Range<usize>) -> LazyJson {
         LazyJson {
             raw: Some((bytes, range)),
             value: OnceLock::new(),

@@ -95,8 +95,7 @@ impl SchemaSet {
 fn load_one(dir: &Path, pin: &PinnedFile) -> (PinnedState, Option<Parsed>) {
     let expected = crate::digests::expected(pin.blob);
     if let Some(expected) = expected
-        && let Ok(bytes) = repofile::read_under(dir, &digest_rel(pin), MAX_DIGEST)
-        && digest::sha256_hex(&bytes) == expected
+        && let Some(bytes) = read_digest(dir, &digest_rel(pin), expected)
         && let Some(parsed) = digest::decode(bytes)
     {
         return (PinnedState::Digest, Some(parsed));
@@ -118,8 +117,12 @@ const MAX_DIGEST: u64 = MAX_SCHEMA_FILE;
 /// Stores the digest of `parsed` if it is exactly the pinned one (an encoder that drifted from
 /// the pinned hashes writes nothing; `crate::digests`' test says which values to pin).
 fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -> bool {
-    let bytes = digest::encode(parsed);
-    if digest::sha256_hex(&bytes) != expected {
+    store_digest(dir, &digest_rel(pin), &digest::encode(parsed), expected)
+}
+
+/// Writes `bytes` to `rel` (inside [`DIGEST_DIR`] of the cache `dir`) if they hash to `expected`.
+pub(crate) fn store_digest(dir: &Path, rel: &Path, bytes: &[u8], expected: &str) -> bool {
+    if digest::sha256_hex(bytes) != expected {
         return false;
     }
     let folder = dir.join(DIGEST_DIR);
@@ -128,13 +131,23 @@ fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -
     if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
         return false;
     }
-    let dest = dir.join(digest_rel(pin));
+    let dest = dir.join(rel);
     // A symlink planted at the digest's name in our own folder is removed (never followed), so
     // that the next run is fast again; anything else in the way is left alone.
     if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
         let _ = std::fs::remove_file(&dest);
     }
-    schema::writefile::write_atomically(&dest, &bytes, 0o644).is_ok()
+    schema::writefile::write_atomically(&dest, bytes, 0o644).is_ok()
+}
+
+#[cfg(test)]
+pub(crate) use digest::sha256_hex;
+
+/// The bytes of the digest at `rel` in the cache `dir` if they hash to `expected` (bounded, no
+/// symlink followed).
+pub(crate) fn read_digest(dir: &Path, rel: &Path, expected: &str) -> Option<Vec<u8>> {
+    let bytes = repofile::read_under(dir, rel, MAX_DIGEST).ok()?;
+    (digest::sha256_hex(&bytes) == expected).then_some(bytes)
 }
 
 /// The SHA-256 of the digest the source `bytes` of `pin` give (for the pinned-hash test).
