@@ -12,103 +12,103 @@
 const DIGESTS: &[(&str, &str)] = &[
     (
         "e6b3585323bc841ef6053f1200ebdbb25f3a058f",
-        "143ca96bc9ccdc3c5d10a4561c0d2cb732b0c8373bba26dca4d7b22e1feff5b5",
+        "6236dcb8d6fd5fa28059ad05838a0d4f31d48609c8eda807ce55c814b776bff5",
     ),
     (
         "863f43086201ddeaea24c1f344ededdf05a818fe",
-        "809a66055e552f4a5011e833002756b851fc026b207f2a8d5e9f0f35a20ebce5",
+        "ef9900cef12276053410d8f9ae36c8be9724a27aac72f2467a6628dfd8854111",
     ),
     (
         "0294b3a57e033ee77f73f820a2dd6fbaf98cc7a3",
-        "6a5dc2fb527b1a10021f5739f441b3cb2bd5e5bbfa973671e97137043c0c184e",
+        "6056f9deb05da8801484e6f3491491046ec4b1d22ba2841bac6199a0e7fc3053",
     ),
     (
         "8ad9304e579346e8163a4334ea074b1f66205352",
-        "1f87a35c24070e882e8d2488802ce01d831134d012fdd1cf0be8235c4cae512d",
+        "401d6d5aa894ec4c39b5b49c436cd4145c8fad48b0cdbb71ec498cd6997b0416",
     ),
     (
         "d71a173478da62f1d93c72ac8301c828afb6f462",
-        "de195fc6803fe0b3dd7fd6a316a672631bd1d691051d79c6d019115203c510d6",
+        "aef5d9289a0836bb47d1c159f03d6ad3b58664cb4a9fb3a9aed0ae4947513417",
     ),
     (
         "f0fa3b569ce3ef19cab212eaef3766827a6db591",
-        "c7d9983aab80510f325f01ed31200a699f41a1bc669306f6af12d01cc7bbaf3a",
+        "e7e7523cf985d7d1c6d9169d6659b174b2cc0fafbc8e436f85a58d7456576ef1",
     ),
     (
         "c9ae7a9829bc456be03aa3dd083a50b44f400b4c",
-        "070bdf200519bc8b628d56b5e1fdba3898bd321c571ac789bbacd0ef774be7a9",
+        "c402f6c4540224c9ec6d354575c2036522a20bc2bae9ed6b725099bdcf1422af",
     ),
     (
         "1447f8ca6bb79f58750dc0bf2e3cdc3b35cea87e",
-        "0adedbf6eab721cc274d717ddc6fc1e2be21151ec8570bf2e9c64430a1ae900e",
+        "11a8c2cef51bb78b41df76c038cca6dabcc263a95539674ddbc627282abeb8f3",
     ),
     (
         "74c91dceb69babf3e89eaf40d31560a4713ec2a4",
-        "0ffb39d88887a524614ad89c6588dfd4567c51d9128217ef9e6cb05739846112",
+        "f7f1ecb7bc36da4de1e629bf7991cb71264258de8f2768483e79a0e90942ee63",
     ),
     (
         "59dec2e9c862fa05e2207fe770b5456786aeb936",
-        "64bce16d8b9601f20a15ef49ad4d7d737f67c0433a70da9c1d1fe054b988d11e",
+        "1c9e0981dd6dc04d064b588b694309963c2103ffffaa15188f7bcb2a183115fa",
     ),
     (
         "7a29cddaed8ffb6d8e2d9fc4a124086d3cdecb1e",
-        "9b3c33f1e102ee01cfd5fafcd51fc135f08830d8d6f6e87e3b1d5ae7c0afa892",
+        "40125a987c891fd28635dc48d4e0d8bc1e6585dc18846039685c7bf017490c0c",
     ),
     (
         "6f0a7e170a7010293a10c8eee52c060973102844",
-        "d3e7150fc78d1416855c3ab28f4cb38fe45734671d639d250f11451cfadd620c",
+        "37cb6cf75f2478bc2b4a6caacec4dabc829761553737201bc0731059cb3b9925",
     ),
     (
         "ee7eb803a77beb0f55131f9d5bd97bdba9e5501f",
-        "dacc62f0d163b9ed6f18008448e40a03c5c83b47b655f5a510d4663bc728b897",
+        "645f79e4c7b0c633b58f2dbd1288ae19a2bd29519928f0fbb5e160b0d6f4654f",
     ),
     (
         "7e2554252fcb1c45e24b30d8b46f9820b1b8e4ff",
-        "594826a86c416fe54b3dfc79c340f6b95ea3746286c336348a555d475ffaabc3",
+        "2a0a8da1687f58f25d3511a4d0cd079bca278a361b61876b1bd696773c727451",
     ),
     (
         "c93090a5cc68ec113389595152880da0e6981164",
-        "35ba487953227470a6a00e30e5a76ef9ee886484cb1e9876bcbdd2ccc1f3fa10",
+        "0765b1c0fd2786169a59b46d5d146eb5b07ae608e840ddf552ef5e54f67f7cc7",
     ),
     (
         "f3a57d1b4231a26a989cb3990b8b5c0144e3f171",
-        "bc8313d51a88c7b55a55a98be9573e2e9dd3c8c940d37c76b519df0fc19ba3cd",
+        "486e0351d483efc1eb3a346ca89146d78d22445575c0600d3f93b7e4fc0981aa",
     ),
     (
         "ceda2cb44539a13ccff6b1d2ede9a83bb414be7a",
-        "a5d601e9646c832aea6f9775c8e31416f1497320079df0d89effa61ded0ff041",
+        "8991e6f9fa295543021e64b6fe5862f404b76fbd805505a67e2a5669fa95d705",
     ),
     (
         "03d16ab316369a388c4dbfe8ceda8d966a423145",
-        "8dddebfdd002d152bc0145406e3651339fc4322723fd90a18be44afd41ad229f",
+        "0b5e76eb0ebaa77878ba329365c3d2f25efd831fe62edde6f6e9af39207ec1a6",
     ),
     (
         "2114e2d89e7bbadadef9e523b47cff0fbfe98c8e",
-        "46804851ff524a17ae4739f33377cc89c77c79fc3634ced6d18cce061918c749",
+        "1699bf8195b25372a0db9a46416730e9fbb3cc2405873bfc9ae0ef5e8663e07d",
     ),
     (
         "1eb46fbeed2127650fe4ec06ddc7289163f75e3b",
-        "89e894889911479d655d95cb385afb497337482b6e98ba522acd3a2219e499b8",
+        "b1ed10a38fe417fda0e0114862f625e33f1dd3d74a5c9c5ee8a6e428157d2033",
     ),
     (
         "f24cab2d55ebe37a8c000d10d7f9de19636027f9",
-        "6296a3db24041d39eb71a875f08b284780df7f6bdf2c40f111e66b8d1d506819",
+        "ebf2bd701545aab7d768a6503668ecebcc0ebe8bb485380d8b7e70d131630692",
     ),
     (
         "bfa8262b5628e1d8ea7cc398cf1ad321a2bedc62",
-        "88ac35491a5bc97a010cbe275b29efbd4126090617d7f9e794de892154ec92b1",
+        "6f605bd6f2f14d667b21e545e6cd3e16c227bbe447d53e78294faa8e0fd4d570",
     ),
     (
         "f0aadac0f930792d62929006c83ae822f27afbec",
-        "69164b1a5f59dd956221e020a8b921609ac0a3bed175a0bb652d68c400fc46b5",
+        "e4cd16d25f2be06c699bb18059144fcb56f0fea11fe2d65e220237d86814dc9f",
     ),
     (
         "e97c10daeafabbc388a32f668dfed59a05993901",
-        "6fee320ebc608a25aaba5709d4a803a67dfde6fade3bb18f830d1ae1606e9183",
+        "5b22c853320e4ad6c9e4cb9834dd68da6b7be1fc7af37c805191d9acd42984b7",
     ),
     (
         "4224213dd3981ccd01f12a14999e663a166642be",
-        "647e89ab37e521a24e1bbb7c0d65d7784112edfa98ed9b0140dc5209acbec25c",
+        "e8cd5056159355b4356d553f6c7ecf03def26d5655007a32f00c0992432a4164",
     ),
 ];
 
@@ -170,8 +170,9 @@ mod tests {
         }
     }
 
-    /// Every rule and message expression of every pinned CRD, read back from the digest, is
-    /// the tree the CEL parser makes of its text (or the same parse error).
+    /// Every pinned CRD version read back from its digest is the graph the compiler builds from
+    /// the source, node for node, and every rule and message expression is the tree the CEL
+    /// parser makes of its text (or the same parse error).
     #[test]
     fn digest_rules_are_the_parsers_trees() {
         let dir = shared_schemas();
@@ -180,8 +181,26 @@ mod tests {
             let bytes = std::fs::read(dir.join(pin.relative_path()))
                 .unwrap_or_else(|e| panic!("{}: {e} (set CLUSTER_SHARED_DIR)", pin.file));
             for (source, digest) in compiled_both_ways(pin, bytes) {
+                assert_eq!(source.root, digest.root);
+                assert_eq!(source.graph.rule_count, digest.graph.rule_count);
+                assert_eq!(source.graph.compile_errors, digest.graph.compile_errors);
                 assert_eq!(source.graph.nodes.len(), digest.graph.nodes.len());
                 for (a, b) in source.graph.nodes.iter().zip(&digest.graph.nodes) {
+                    // Every field as the compiler built it (the rules' source of parsed
+                    // programs aside, which is the point of the digest).
+                    let shown = |n: &crate::openapi::SchemaNode| {
+                        let text = format!("{n:?}");
+                        let mut out = String::new();
+                        let mut rest = text.as_str();
+                        while let Some(at) = rest.find("parsed: ") {
+                            out.push_str(&rest[..at]);
+                            let tail = &rest[at..];
+                            let end = tail.find(" }").unwrap_or(tail.len());
+                            rest = &tail[end..];
+                        }
+                        out + rest
+                    };
+                    assert_eq!(shown(a), shown(b), "{}", pin.file);
                     for (ra, rb) in a.rules.iter().zip(&b.rules) {
                         assert_eq!(ra.rule, rb.rule);
                         assert_eq!(ra.program(), rb.program(), "{}: {}", pin.file, ra.rule);

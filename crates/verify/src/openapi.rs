@@ -92,6 +92,38 @@ pub(crate) struct Rule {
 pub(crate) type Program = cel::IdedExpr;
 
 impl Rule {
+    /// A rule as the compiler or a schema digest describes it; its programs are parsed (or read
+    /// from `parsed`) on first use.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        rule: String,
+        message: Option<String>,
+        message_expression: Option<String>,
+        reason: Option<String>,
+        field_path: Option<String>,
+        optional_old_self: bool,
+        parsed: Option<Arc<celcode::Table>>,
+    ) -> Rule {
+        Rule {
+            // A rule that mentions `oldSelf` is a transition rule (Kubernetes decides the same
+            // from the compiled program; the text is enough and keeps compilation lazy).
+            transition: rule.contains("oldSelf"),
+            rule,
+            program: OnceLock::new(),
+            message,
+            message_expression_text: message_expression,
+            message_expression: OnceLock::new(),
+            reason,
+            field_path,
+            optional_old_self,
+            parsed,
+        }
+    }
+
+    pub(crate) fn message_expression_text(&self) -> Option<&str> {
+        self.message_expression_text.as_deref()
+    }
+
     fn parse(&self, text: &str) -> Result<Program, String> {
         self.parsed
             .as_ref()
@@ -124,6 +156,13 @@ pub(crate) struct Pattern {
 }
 
 impl Pattern {
+    pub(crate) fn new(text: String) -> Pattern {
+        Pattern {
+            text,
+            re: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn regex(&self) -> Result<&Regex, &str> {
         self.re
             .get_or_init(|| Regex::new(&self.text).map_err(|e| e.to_string()))
@@ -171,7 +210,7 @@ pub(crate) struct SchemaNode {
 }
 
 impl SchemaNode {
-    fn empty() -> SchemaNode {
+    pub(crate) fn empty() -> SchemaNode {
         SchemaNode {
             ty: None,
             format: Format::None,
@@ -463,21 +502,15 @@ impl<'a> Compiler<'a> {
     fn rule(&mut self, raw: &Value) -> Rule {
         self.graph.rule_count += 1;
         let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
-        let rule = text("rule").unwrap_or_default();
-        Rule {
-            // A rule that mentions `oldSelf` is a transition rule (Kubernetes decides the same
-            // from the compiled program; the text is enough and keeps compilation lazy).
-            transition: rule.contains("oldSelf"),
-            rule,
-            program: OnceLock::new(),
-            message: text("message"),
-            message_expression_text: text("messageExpression"),
-            message_expression: OnceLock::new(),
-            reason: text("reason"),
-            field_path: text("fieldPath"),
-            optional_old_self: raw.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
-            parsed: self.parsed.clone(),
-        }
+        Rule::new(
+            text("rule").unwrap_or_default(),
+            text("message"),
+            text("messageExpression"),
+            text("reason"),
+            text("fieldPath"),
+            raw.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
+            self.parsed.clone(),
+        )
     }
 }
 

@@ -147,14 +147,14 @@ fn index(bytes: &[u8]) -> Option<HashMap<Box<str>, usize>> {
     Some(out)
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
+pub(super) struct Writer<'a>(pub(super) &'a mut Vec<u8>);
 
 impl Writer<'_> {
-    fn byte(&mut self, b: u8) {
+    pub(super) fn byte(&mut self, b: u8) {
         self.0.push(b);
     }
 
-    fn uint(&mut self, mut v: u64) {
+    pub(super) fn uint(&mut self, mut v: u64) {
         loop {
             let low = (v & 0x7f) as u8;
             v >>= 7;
@@ -171,7 +171,7 @@ impl Writer<'_> {
         self.0.extend_from_slice(b);
     }
 
-    fn str(&mut self, s: &str) {
+    pub(super) fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
 
@@ -304,20 +304,33 @@ impl Writer<'_> {
 /// Trees nest at most this deep (the CEL parser itself refuses far shallower ones).
 const MAX_DEPTH: usize = 512;
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
     depth: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
+    pub(super) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            at: 0,
+            depth: 0,
+        }
+    }
+
+    /// Whether every byte was read.
+    pub(super) fn at_end(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
+    pub(super) fn byte(&mut self) -> Option<u8> {
         let b = *self.bytes.get(self.at)?;
         self.at += 1;
         Some(b)
     }
 
-    fn flag(&mut self) -> Option<bool> {
+    pub(super) fn flag(&mut self) -> Option<bool> {
         match self.byte()? {
             0 => Some(false),
             1 => Some(true),
@@ -325,7 +338,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn uint(&mut self) -> Option<u64> {
+    pub(super) fn uint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -337,7 +350,7 @@ impl<'a> Reader<'a> {
         None
     }
 
-    fn len(&mut self) -> Option<usize> {
+    pub(super) fn len(&mut self) -> Option<usize> {
         let n = usize::try_from(self.uint()?).ok()?;
         // A count can never exceed the bytes left: each element takes at least one.
         (n <= self.bytes.len() - self.at).then_some(n)
@@ -354,11 +367,11 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.raw()?).ok()
     }
 
-    fn string(&mut self) -> Option<String> {
+    pub(super) fn string(&mut self) -> Option<String> {
         self.str().map(str::to_owned)
     }
 
-    fn fixed8(&mut self) -> Option<[u8; 8]> {
+    pub(super) fn fixed8(&mut self) -> Option<[u8; 8]> {
         let s = self.bytes.get(self.at..self.at + 8)?;
         self.at += 8;
         s.try_into().ok()

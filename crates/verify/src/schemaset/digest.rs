@@ -1,12 +1,12 @@
 //! The pre-digested form of one pinned schema file, kept in the schema cache so that `verify`
 //! does not re-parse megabytes of YAML on every run.
 //!
-//! Layout: a magic line, one line of JSON index, then the payload: every CRD version's
-//! `openAPIV3Schema` (or every OpenAPI component) as compact JSON, back to back, and for a CRD
-//! file the table of its CEL rules, parsed (`celcode`). The index says which kinds the file
-//! defines, their scope and served flag, and where each schema's bytes and the rule table are; a
-//! schema is parsed only when an object of its kind is validated, a rule read back only when it
-//! is evaluated.
+//! Layout: a magic line, one line of JSON index, then the payload. For a CRD file: every
+//! version's schema compiled into the graph the validator walks (`graphcode`), and the table of
+//! the file's CEL rules, parsed (`celcode`); for a Kubernetes OpenAPI document: every component
+//! as compact JSON. The index says which kinds the file defines, their scope and served flag,
+//! and where each part's bytes are. A part is read back only when an object needs it: a graph
+//! when an object of its kind is validated, a rule when it is evaluated.
 //!
 //! **Trust.** A digest is used only if the SHA-256 of the whole file equals the value pinned in
 //! the binary for its source file (`crate::digests`), so the cached form carries the same
@@ -14,17 +14,18 @@
 //! edited, a symlink, oversized, an older format) is ignored and the source file is read instead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
-use super::celcode;
 use super::parse::Parsed;
-use super::{CrdVersion, Gvk, LazyJson, OpenApiDoc};
+use super::{CrdSchema, CrdVersion, Gvk, LazyJson, OpenApiDoc};
+use super::{celcode, graphcode};
 
 /// First line of every digest; bump the number when the layout or the encoding changes (the
 /// pinned digest hashes then change too, see `crate::digests`).
-pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 2\n";
+pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 3\n";
 
 /// The digest of a parsed source file. Deterministic: the same source gives the same bytes.
 pub(crate) fn encode(parsed: &Parsed) -> Vec<u8> {
@@ -41,27 +42,30 @@ pub(crate) fn encode(parsed: &Parsed) -> Vec<u8> {
             scopes,
             problems,
         } => {
-            let versions: Vec<Value> = versions
-                .iter()
-                .map(|(gvk, v)| {
-                    json!({
-                        "group": gvk.group, "version": gvk.version, "kind": gvk.kind,
-                        "source": v.source, "served": v.served, "at": put(v.schema.get()),
-                    })
-                })
-                .collect();
+            let mut entries: Vec<Value> = Vec::with_capacity(versions.len());
+            for (gvk, v) in versions {
+                let start = payload.len();
+                let c = super::compiled_crd(v);
+                graphcode::encode(&c.graph, c.root, &mut payload);
+                entries.push(json!({
+                    "group": gvk.group, "version": gvk.version, "kind": gvk.kind,
+                    "source": v.source, "served": v.served, "graph": [start, payload.len()],
+                }));
+            }
             let scopes: Vec<Value> = scopes
                 .iter()
                 .map(|((g, k), namespaced)| json!([g, k, namespaced]))
                 .collect();
             let mut rules = std::collections::BTreeSet::new();
-            for (_, v) in versions_of(parsed) {
-                celcode::rule_texts(v.schema.get(), &mut rules);
+            for (_, v) in versions {
+                if let CrdSchema::Json(schema) = &v.schema {
+                    celcode::rule_texts(schema, &mut rules);
+                }
             }
             let start = payload.len();
             celcode::encode_table(&rules, &mut payload);
             let cel = json!([start, payload.len()]);
-            json!({"crds": {"versions": versions, "scopes": scopes, "problems": problems, "cel": cel}})
+            json!({"crds": {"versions": entries, "scopes": scopes, "problems": problems, "cel": cel}})
         }
         Parsed::OpenApi { doc, gvks } => {
             let mut names: Vec<&String> = doc.components.keys().collect();
@@ -101,20 +105,15 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
     let len = bytes.len();
     // Shared by every lazily parsed part (an `Arc<[u8]>` would copy the whole file).
     let bytes = Arc::new(bytes);
-    let at = |v: &Value| -> Option<LazyJson> {
+    let range = |v: &Value| -> Option<Range<usize>> {
         let start = base.checked_add(usize::try_from(v.get(0)?.as_u64()?).ok()?)?;
         let end = base.checked_add(usize::try_from(v.get(1)?.as_u64()?).ok()?)?;
-        (start <= end && end <= len).then(|| LazyJson::from_digest(bytes.clone(), start..end))
+        (start <= end && end <= len).then_some(start..end)
     };
+    let at = |v: &Value| range(v).map(|r| LazyJson::from_digest(bytes.clone(), r));
     let text = |v: &Value| v.as_str().map(str::to_owned);
     if let Some(crds) = index.get("crds") {
-        let table = crds.get("cel")?;
-        let start = base.checked_add(usize::try_from(table.get(0)?.as_u64()?).ok()?)?;
-        let end = base.checked_add(usize::try_from(table.get(1)?.as_u64()?).ok()?)?;
-        if start > end || end > len {
-            return None;
-        }
-        let table = Arc::new(celcode::Table::new(bytes.clone(), start..end));
+        let table = Arc::new(celcode::Table::new(bytes.clone(), range(crds.get("cel")?)?));
         let mut versions = Vec::new();
         for v in crds.get("versions")?.as_array()? {
             versions.push((
@@ -126,7 +125,7 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
                 CrdVersion {
                     source: text(v.get("source")?)?,
                     served: v.get("served")?.as_bool()?,
-                    schema: at(v.get("at")?)?,
+                    schema: range(v.get("graph")?).map(|r| CrdSchema::Digest(bytes.clone(), r))?,
                     compiled: OnceLock::new(),
                     parsed_rules: Some(table.clone()),
                 },
@@ -179,13 +178,6 @@ pub(crate) fn decode(bytes: Vec<u8>) -> Option<Parsed> {
         return Some(Parsed::Problem(text(p)?));
     }
     index.as_object()?.is_empty().then_some(Parsed::Nothing)
-}
-
-fn versions_of(parsed: &Parsed) -> &[(Gvk, CrdVersion)] {
-    match parsed {
-        Parsed::Crds { versions, .. } => versions,
-        _ => &[],
-    }
 }
 
 /// SHA-256 of `bytes`, in hex.

@@ -9,7 +9,7 @@ use schema::repofile::{self, ReadError};
 use schema::yaml::{self, Limits};
 use serde_json::Value;
 
-use super::{CrdVersion, Gvk, LazyJson, OpenApiDoc};
+use super::{CrdSchema, CrdVersion, Gvk, LazyJson, OpenApiDoc};
 
 /// The largest schema file read (the largest pinned one is ~2 MB).
 pub(crate) const MAX_SCHEMA_FILE: u64 = Limits::MANIFESTS.max_bytes as u64;
@@ -106,7 +106,7 @@ fn parse_crds(loaded: yaml::Loaded, name: &str) -> Parsed {
                 CrdVersion {
                     source: name.to_owned(),
                     served: v["served"].as_bool().unwrap_or(true),
-                    schema: LazyJson::parsed(schema),
+                    schema: CrdSchema::Json(schema),
                     compiled: OnceLock::new(),
                     parsed_rules: None,
                 },

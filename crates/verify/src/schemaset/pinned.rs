@@ -178,6 +178,7 @@ pub(crate) fn compiled_both_ways(
         .zip(versions(from_digest))
         .map(|((_, a), (_, b))| {
             assert!(a.parsed_rules.is_none() && b.parsed_rules.is_some());
+            assert!(matches!(b.schema, super::CrdSchema::Digest(..)));
             let take = |v: super::CrdVersion| {
                 super::compiled_crd(&v);
                 v.compiled.into_inner().expect("compiled")
