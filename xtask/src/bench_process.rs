@@ -126,13 +126,22 @@ pub fn median(times: &mut [Duration]) -> Duration {
     times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
+/// The peer's render + encrypt times (medians).
+pub struct PeerTimes {
+    /// As its `configure` task runs them: `makejinja`, then for every rendered `*.sops.*` file
+    /// `sops filestatus | jq .encrypted` and, if it is not encrypted, `sops --encrypt
+    /// --in-place`. `None` when `jq` is not installed.
+    pub as_task: Option<Duration>,
+    /// `makejinja`, then `sops --encrypt --in-place` on every file, without the per-file check:
+    /// the fastest the peer's two steps could be.
+    pub encrypt_only: Duration,
+}
+
 /// The peer's render + encrypt in `dir`, a configured cluster-template checkout (its
-/// `makejinja.toml`, `cluster.yaml`, `nodes.yaml`, and `age.key` for sops): `makejinja`, then
-/// `sops --encrypt --in-place` on every rendered `*.sops.*` file, as its `configure` task does
-/// (the task also runs `sops filestatus` and `jq` per file first; they are left out here, which
-/// only makes the peer look faster).
-/// `None` when `makejinja` or `sops` is not installed. Median of `runs`.
-pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<Duration>> {
+/// `makejinja.toml`, `cluster.yaml`, `nodes.yaml`, and `age.key` for sops), both ways of
+/// [`PeerTimes`]. The task's own start-up and its other steps (cue, kubeconform, talhelper) are
+/// not timed. `None` when `makejinja` or `sops` is not installed. Median of `runs`.
+pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<PeerTimes>> {
     let available = |tool: &str| {
         Command::new(tool)
             .arg("--version")
@@ -150,6 +159,22 @@ pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<Duration>> {
             dir.display()
         );
     }
+    let encrypt_only = peer_runs(dir, runs, false)?;
+    let as_task = if available("jq") {
+        Some(peer_runs(dir, runs, true)?)
+    } else {
+        None
+    };
+    Ok(Some(PeerTimes {
+        as_task,
+        encrypt_only,
+    }))
+}
+
+/// The check the peer's `encrypt-secrets` task runs on each file before encrypting it.
+const PEER_ENCRYPT_IF_PLAIN: &str = r#"if [ "$(sops filestatus "$1" | jq ".encrypted")" = "false" ]; then sops --encrypt --in-place "$1"; fi"#;
+
+fn peer_runs(dir: &Path, runs: usize, as_task: bool) -> Result<Duration> {
     let mut times = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
@@ -172,11 +197,18 @@ pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<Duration>> {
             collect_sops(&dir.join(top), &mut secrets);
         }
         for file in &secrets {
-            let status = Command::new("sops")
+            let mut cmd = if as_task {
+                let mut c = Command::new("sh");
+                c.args(["-c", PEER_ENCRYPT_IF_PLAIN, "sh"]).arg(file);
+                c
+            } else {
+                let mut c = Command::new("sops");
+                c.args(["--encrypt", "--in-place"]).arg(file);
+                c
+            };
+            let status = cmd
                 .current_dir(dir)
                 .env("SOPS_AGE_KEY_FILE", dir.join("age.key"))
-                .args(["--encrypt", "--in-place"])
-                .arg(file)
                 .stdin(Stdio::null())
                 .output()
                 .context("cannot run sops")?;
@@ -191,7 +223,7 @@ pub fn time_peer(dir: &Path, runs: usize) -> Result<Option<Duration>> {
         }
         times.push(started.elapsed());
     }
-    Ok(Some(median(&mut times)))
+    Ok(median(&mut times))
 }
 
 fn collect_sops(dir: &Path, out: &mut Vec<PathBuf>) {
