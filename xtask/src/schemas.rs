@@ -84,6 +84,9 @@ pub fn run(args: &mut lexopt::Parser) -> anyhow::Result<ExitCode> {
                     FileStatus::Ok => "ok".to_owned(),
                     FileStatus::Missing => "missing".to_owned(),
                     FileStatus::Modified(blob) => format!("modified (blob {blob})"),
+                    FileStatus::Unusable(why) => {
+                        format!("unusable ({})", schema::terminal_safe(why))
+                    }
                 };
                 complete &= state == FileStatus::Ok;
                 println!("{:<9} {}", text, pin.relative_path().display());

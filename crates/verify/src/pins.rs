@@ -339,9 +339,15 @@ pub fn status_of<'p>(
     pins.map(|pin| (pin, file_status(dir, pin))).collect()
 }
 
+/// The largest pinned file read (the largest is about 2 MB).
+const MAX_PINNED_FILE: u64 = 16 << 20;
+
 fn file_status(dir: &Path, pin: &PinnedFile) -> FileStatus {
-    match std::fs::read(dir.join(pin.relative_path())) {
-        Err(_) => FileStatus::Missing,
+    // The cache is untrusted: bounded, no symlink below `dir` followed, regular files only (a
+    // FIFO planted at a pinned path would otherwise hang `schemas status` and `schemas fetch`).
+    match schema::repofile::read_under(dir, &pin.relative_path(), MAX_PINNED_FILE) {
+        Err(schema::repofile::ReadError::NotFound) => FileStatus::Missing,
+        Err(e) => FileStatus::Unusable(e.to_string()),
         Ok(bytes) => {
             let blob = git_blob_sha1(&bytes);
             if blob == pin.blob {
@@ -427,6 +433,8 @@ pub enum FileStatus {
     Missing,
     /// Present but not the pinned bytes (edited or corrupted); the actual blob id.
     Modified(String),
+    /// Present but not read: a symlink, not a regular file, or larger than any pinned file.
+    Unusable(String),
 }
 
 /// The bytes of `pin`'s file under `dir` if they are the pinned bytes: read through
