@@ -580,16 +580,20 @@ fn prepare_schemas(root: &Path, dir: Option<PathBuf>, scratch: &Path) -> Result<
         return Ok(Schemas::Dir(dir));
     }
     let cache = scratch.join("schema-cache");
+    // Read as the schema cache is everywhere: bounded, no symlink followed.
+    let read = |pin: &verify::pins::PinnedFile| {
+        schema::repofile::read_under(&dir, &pin.relative_path(), 16 << 20)
+            .with_context(|| format!("{}", dir.join(pin.relative_path()).display()))
+    };
     for pin in verify::pins::PINS {
-        let bytes = std::fs::read(dir.join(pin.relative_path()))?;
-        verify::pins::store_verified(&cache, pin, &bytes)?;
+        verify::pins::store_verified(&cache, pin, &read(pin)?)?;
     }
     // The chart values and talhelper schemas, when the directory has them (a cache after
     // `schemas fetch` does; the reference material does not).
     let (mut values, mut of) = (0, 0);
     for pin in verify::pins::all().filter(|p| !verify::pins::PINS.contains(p)) {
         of += 1;
-        if let Ok(bytes) = std::fs::read(dir.join(pin.relative_path()))
+        if let Ok(bytes) = read(pin)
             && verify::pins::store_verified(&cache, pin, &bytes).is_ok()
         {
             values += 1;

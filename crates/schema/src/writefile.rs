@@ -73,6 +73,69 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     ))
 }
 
+/// Replaces (or creates) the entry `name` of the directory `dir` with `bytes`, like
+/// [`write_atomically`], but every step after opening `dir` goes through that one directory
+/// handle (`openat`, `renameat`, `unlinkat`): `dir` itself must not be a symlink (`O_NOFOLLOW`),
+/// and swapping it for one afterwards cannot redirect the write, which resolving the path again
+/// for each step could. A symlink at `name` is removed (never followed), any other non-regular
+/// entry there is refused. For a cache folder that only this tool writes.
+pub fn replace_in_dir(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a plain file name",
+        ));
+    }
+    let handle = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    match rustix::fs::statat(&handle, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => rustix::fs::unlinkat(&handle, name, AtFlags::empty())?,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "is not a regular file",
+                ));
+            }
+        },
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    for _ in 0..16 {
+        let tmp = format!(".{name}.{}.tmp", unpredictable_hex());
+        let fd = match rustix::fs::openat(
+            &handle,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut file = fs::File::from(fd);
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                rustix::fs::renameat(&handle, tmp.as_str(), &handle, name).map_err(Into::into)
+            });
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&handle, tmp.as_str(), AtFlags::empty());
+        }
+        return written;
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not create a temporary file next to it (16 names were taken)",
+    ))
+}
+
 /// 128 bits nobody outside this process can predict: std's `RandomState` is keyed from the
 /// operating system's random source.
 fn unpredictable_hex() -> String {
@@ -137,5 +200,44 @@ mod tests {
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         assert!(write_atomically(&d, b"x", 0o600).is_err());
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn replace_in_dir_writes_through_the_folder_it_opened_and_nowhere_else() {
+        let d = tmp();
+        let cache = d.join("cache");
+        let outside = d.join("outside");
+        fs::create_dir_all(&cache).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        replace_in_dir(&cache, "a.digest", b"one", 0o644).unwrap();
+        replace_in_dir(&cache, "a.digest", b"two", 0o644).unwrap();
+        assert_eq!(fs::read(cache.join("a.digest")).unwrap(), b"two");
+        // A symlink at the name is replaced by the file; its target is not touched.
+        fs::write(outside.join("victim"), "keep").unwrap();
+        symlink(outside.join("victim"), cache.join("b.digest")).unwrap();
+        replace_in_dir(&cache, "b.digest", b"new", 0o644).unwrap();
+        assert!(
+            fs::symlink_metadata(cache.join("b.digest"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        // The folder itself a symlink: refused, nothing written where it points.
+        let linked = d.join("linked");
+        symlink(&outside, &linked).unwrap();
+        assert!(replace_in_dir(&linked, "c.digest", b"x", 0o644).is_err());
+        assert!(!outside.join("c.digest").exists());
+        // A directory (or any special file) at the name is refused; names never leave the folder.
+        fs::create_dir(cache.join("d.digest")).unwrap();
+        assert!(replace_in_dir(&cache, "d.digest", b"x", 0o644).is_err());
+        assert!(replace_in_dir(&cache, "../escape", b"x", 0o644).is_err());
+        assert!(replace_in_dir(&cache, "..", b"x", 0o644).is_err());
+        let mut left: Vec<_> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.digest", "b.digest", "d.digest"]);
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
     }
 }

@@ -66,3 +66,21 @@ fn status_reads_no_special_file_and_follows_no_symlink() {
     assert_eq!(states[4].1, FileStatus::Missing);
     assert_eq!(states[5].1, FileStatus::Ok);
 }
+
+/// Digests are named and their hashes pinned by the source's blob id (a chart's by its
+/// `values.yaml` blob), so two pinned files with the same bytes would share one digest, with the
+/// first one's source name in findings. No two pins may have the same blob id.
+#[test]
+fn every_pinned_file_has_its_own_blob_id() {
+    let mut seen = std::collections::HashMap::new();
+    for pin in verify::pins::all() {
+        if let Some(other) = seen.insert(pin.blob, pin.relative_path()) {
+            panic!(
+                "{} and {} are the same bytes ({}): key their digests by path too",
+                other.display(),
+                pin.relative_path().display(),
+                pin.blob
+            );
+        }
+    }
+}

@@ -301,6 +301,11 @@ impl Writer<'_> {
     }
 }
 
+/// At most this many elements are reserved ahead of reading them: a count is bounded by the
+/// bytes left, but an element in memory is far larger than its smallest encoding (a schema node
+/// is about 500 bytes), so a count alone could ask for gigabytes.
+pub(super) const PREALLOCATE: usize = 1024;
+
 /// Trees nest at most this deep (the CEL parser itself refuses far shallower ones).
 const MAX_DEPTH: usize = 512;
 
@@ -424,7 +429,7 @@ impl<'a> Reader<'a> {
                 4 => {
                     let elements = r.exprs()?;
                     let n = r.len()?;
-                    let mut optional_indices = Vec::with_capacity(n);
+                    let mut optional_indices = Vec::with_capacity(n.min(PREALLOCATE));
                     for _ in 0..n {
                         optional_indices.push(usize::try_from(r.uint()?).ok()?);
                     }
@@ -451,7 +456,7 @@ impl<'a> Reader<'a> {
 
     fn exprs(&mut self) -> Option<Vec<IdedExpr>> {
         let n = self.len()?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n.min(PREALLOCATE));
         for _ in 0..n {
             out.push(self.expr()?);
         }
@@ -473,7 +478,7 @@ impl<'a> Reader<'a> {
 
     fn entries(&mut self) -> Option<Vec<IdedEntryExpr>> {
         let n = self.len()?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n.min(PREALLOCATE));
         for _ in 0..n {
             let id = self.uint()?;
             let expr = match self.byte()? {

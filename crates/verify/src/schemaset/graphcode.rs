@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::celcode::{self, Reader, Writer};
+use super::celcode::{self, PREALLOCATE, Reader, Writer};
 use crate::openapi::{Additional, Format, Graph, ListType, NodeId, Pattern, Rule, SchemaNode, Ty};
 
 /// Appends `graph` (rooted at `root`) to `out`.
@@ -174,12 +174,12 @@ pub(crate) fn decode(bytes: &[u8], parsed: Option<Arc<celcode::Table>>) -> Optio
     let root = id(&mut r)?;
     let rule_count = usize::try_from(r.uint()?).ok()?;
     let n = r.len()?;
-    let mut compile_errors = Vec::with_capacity(n);
+    let mut compile_errors = Vec::with_capacity(n.min(PREALLOCATE));
     for _ in 0..n {
         compile_errors.push(r.string()?);
     }
     let count = r.len()?;
-    let mut nodes = Vec::with_capacity(count);
+    let mut nodes = Vec::with_capacity(count.min(PREALLOCATE));
     for _ in 0..count {
         nodes.push(read_node(&mut r, &parsed)?);
     }
@@ -331,7 +331,7 @@ fn read_opt_id(r: &mut Reader<'_>) -> Option<Option<NodeId>> {
 
 fn read_strs(r: &mut Reader<'_>) -> Option<Vec<String>> {
     let n = r.len()?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n.min(PREALLOCATE));
     for _ in 0..n {
         out.push(r.string()?);
     }
@@ -340,7 +340,7 @@ fn read_strs(r: &mut Reader<'_>) -> Option<Vec<String>> {
 
 fn read_json_list(r: &mut Reader<'_>) -> Option<Vec<Value>> {
     let n = r.len()?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n.min(PREALLOCATE));
     for _ in 0..n {
         out.push(serde_json::from_str(&r.string()?).ok()?);
     }

@@ -120,24 +120,26 @@ fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -
     store_digest(dir, &digest_rel(pin), &digest::encode(parsed), expected)
 }
 
-/// Writes `bytes` to `rel` (inside [`DIGEST_DIR`] of the cache `dir`) if they hash to `expected`.
+/// Writes `bytes` as the digest `rel` (a file directly inside [`DIGEST_DIR`] of the cache `dir`)
+/// if they hash to `expected`. The folder is opened once, refused if it is a symlink, and the
+/// write goes through that handle, so nothing in the cache can redirect it elsewhere; a symlink
+/// planted at the digest's name is removed (never followed), so the next run is fast again.
 pub(crate) fn store_digest(dir: &Path, rel: &Path, bytes: &[u8], expected: &str) -> bool {
     if digest::sha256_hex(bytes) != expected {
         return false;
     }
     let folder = dir.join(DIGEST_DIR);
+    let Some(name) = rel
+        .strip_prefix(DIGEST_DIR)
+        .ok()
+        .and_then(|r| r.to_str())
+        .filter(|n| !n.contains('/'))
+    else {
+        return false;
+    };
     // Files are loaded in parallel: another thread may create the folder first.
     let _ = std::fs::create_dir(&folder);
-    if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
-        return false;
-    }
-    let dest = dir.join(rel);
-    // A symlink planted at the digest's name in our own folder is removed (never followed), so
-    // that the next run is fast again; anything else in the way is left alone.
-    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
-        let _ = std::fs::remove_file(&dest);
-    }
-    schema::writefile::write_atomically(&dest, bytes, 0o644).is_ok()
+    schema::writefile::replace_in_dir(&folder, name, bytes, 0o644).is_ok()
 }
 
 #[cfg(test)]
