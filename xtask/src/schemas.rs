@@ -5,7 +5,7 @@
 //! offline. The pins live in `verify::pins`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 use ::verify::pins::{self, DEFAULT_BASE_URL, FileStatus};
 use anyhow::{Context, bail};
@@ -169,9 +169,10 @@ fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Resul
     let folder = dir.join(pin.folder);
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
-    let tmp = folder.join(format!(".{}.download", pin.file));
     let url = pin.url(base_url);
-    let status = Command::new("curl")
+    // The body comes back on curl's stdout, never through a file in the cache: a symlink planted
+    // at a predictable temporary name there would have sent the download wherever it points.
+    let out = Command::new("curl")
         .args(["--fail", "--silent", "--show-error", "--location"])
         .args([
             "--retry",
@@ -180,14 +181,19 @@ fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Resul
             "20",
             "--max-time",
             "300",
+            // No pinned file is near this; a larger answer is not one of them.
+            "--max-filesize",
+            "16777216",
         ])
         .arg("--output")
-        .arg(&tmp)
+        .arg("-")
         .arg(&url)
-        .status()
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
         .context("cannot run `curl` (it is needed to download schemas)")?;
+    let status = out.status;
     if !status.success() {
-        let _ = std::fs::remove_file(&tmp);
         // curl's exit codes for "no network": 5/6 cannot resolve the proxy/host, 7 cannot
         // connect, 28 timed out (connect-timeout), 35 TLS handshake failed.
         if let Some(code @ (5 | 6 | 7 | 28 | 35)) = status.code() {
@@ -195,8 +201,7 @@ fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Resul
         }
         bail!("curl failed ({status}) for {url}");
     }
-    let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
-    let _ = std::fs::remove_file(&tmp);
+    let bytes = out.stdout;
     pins::store_verified(dir, pin, &bytes)?;
     Ok(())
 }
@@ -322,6 +327,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-schemas-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Symlinks planted in the cache, at a pinned path and at the name the download used to go
+    /// through, are replaced, never written through: their targets keep their bytes.
+    #[test]
+    fn fetch_writes_through_no_planted_symlink() {
+        if !curl_available() {
+            return;
+        }
+        let (base, _) = serve(upstream_files(None));
+        let dir = temp_dir("links");
+        let victim = temp_dir("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        let pin = &PINS[0];
+        std::fs::create_dir_all(dir.join(pin.folder)).unwrap();
+        std::fs::write(victim.join("a"), "keep a").unwrap();
+        std::fs::write(victim.join("b"), "keep b").unwrap();
+        std::os::unix::fs::symlink(victim.join("a"), dir.join(pin.relative_path())).unwrap();
+        let old_tmp = dir.join(pin.folder).join(format!(".{}.download", pin.file));
+        std::os::unix::fs::symlink(victim.join("b"), &old_tmp).unwrap();
+        fetch_pins(&dir, &base, std::iter::once(pin)).expect("fetch");
+        assert_eq!(std::fs::read_to_string(victim.join("a")).unwrap(), "keep a");
+        assert_eq!(std::fs::read_to_string(victim.join("b")).unwrap(), "keep b");
+        assert_eq!(
+            pins::status_of(&dir, std::iter::once(pin))[0].1,
+            FileStatus::Ok
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&victim);
     }
 
     #[test]

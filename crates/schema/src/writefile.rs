@@ -73,25 +73,46 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> 
     ))
 }
 
-/// Replaces (or creates) the entry `name` of the directory `dir` with `bytes`, like
-/// [`write_atomically`], but every step after opening `dir` goes through that one directory
-/// handle (`openat`, `renameat`, `unlinkat`): `dir` itself must not be a symlink (`O_NOFOLLOW`),
-/// and swapping it for one afterwards cannot redirect the write, which resolving the path again
-/// for each step could. A symlink at `name` is removed (never followed), any other non-regular
-/// entry there is refused. For a cache folder that only this tool writes.
-pub fn replace_in_dir(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+/// Replaces (or creates) the file `name` in the folder `dir` below `root` with `bytes`, like
+/// [`write_atomically`], for a cache that only this tool writes but anyone may have planted
+/// entries in. `root` is opened as given (it is the caller's choice); from there every step goes
+/// through directory handles (`mkdirat`, `openat`, `renameat`, `unlinkat`): each folder of `dir`
+/// is created if missing and opened with `O_NOFOLLOW`, so a symlinked folder is refused, and
+/// swapping one for a symlink afterwards cannot redirect the write (resolving the path again for
+/// each step could). A symlink at `name` is removed, never followed; any other non-regular entry
+/// there is refused.
+pub fn replace_under(
+    root: &Path,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<()> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let folder_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut handle = rustix::fs::open(root, folder_flags, Mode::empty())?;
+    for c in dir.components() {
+        let std::path::Component::Normal(c) = c else {
+            if c == std::path::Component::CurDir {
+                continue;
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "folder leaves the root",
+            ));
+        };
+        match rustix::fs::mkdirat(&handle, c, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        handle = rustix::fs::openat(&handle, c, folder_flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "is not a plain file name",
         ));
     }
-    let handle = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
     match rustix::fs::statat(&handle, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {}
@@ -203,12 +224,17 @@ mod tests {
     }
 
     #[test]
-    fn replace_in_dir_writes_through_the_folder_it_opened_and_nowhere_else() {
+    fn replace_under_writes_through_the_folders_it_opened_and_nowhere_else() {
         let d = tmp();
         let cache = d.join("cache");
         let outside = d.join("outside");
-        fs::create_dir_all(&cache).unwrap();
+        fs::create_dir_all(&d).unwrap();
         fs::create_dir_all(&outside).unwrap();
+        let replace_in_dir = |dir: &Path, name: &str, bytes: &[u8], mode: u32| {
+            let rel = dir.strip_prefix(&d).unwrap();
+            replace_under(&d, rel, name, bytes, mode)
+        };
+        // Missing folders are created.
         replace_in_dir(&cache, "a.digest", b"one", 0o644).unwrap();
         replace_in_dir(&cache, "a.digest", b"two", 0o644).unwrap();
         assert_eq!(fs::read(cache.join("a.digest")).unwrap(), b"two");
@@ -222,11 +248,13 @@ mod tests {
                 .is_file()
         );
         assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
-        // The folder itself a symlink: refused, nothing written where it points.
+        // A folder on the way a symlink: refused, nothing written or created where it points.
         let linked = d.join("linked");
         symlink(&outside, &linked).unwrap();
         assert!(replace_in_dir(&linked, "c.digest", b"x", 0o644).is_err());
-        assert!(!outside.join("c.digest").exists());
+        assert!(replace_in_dir(&linked.join("sub"), "c.digest", b"x", 0o644).is_err());
+        assert!(!outside.join("c.digest").exists() && !outside.join("sub").exists());
+        assert!(replace_under(&d, Path::new("../x"), "c.digest", b"x", 0o644).is_err());
         // A directory (or any special file) at the name is refused; names never leave the folder.
         fs::create_dir(cache.join("d.digest")).unwrap();
         assert!(replace_in_dir(&cache, "d.digest", b"x", 0o644).is_err());

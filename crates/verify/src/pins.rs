@@ -418,11 +418,14 @@ pub fn store_verified(dir: &Path, pin: &PinnedFile, bytes: &[u8]) -> Result<Path
         let path = path.to_path_buf();
         move |error| PinError::Io { path, error }
     };
-    let parent = dest.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    // An exclusive temporary file with an unpredictable name: a planted `.file.partial`
-    // symlink in the cache directory can no longer redirect the write.
-    schema::writefile::write_atomically(&dest, bytes, 0o644).map_err(io(&dest))?;
+    // The cache itself is the user's choice (`CLUSTER_SCHEMAS_DIR` or the default), created as
+    // given. Below it, through directory handles: each folder created if missing and never
+    // followed if it is a symlink (so swapping one mid-write cannot redirect the write), an
+    // exclusive temporary file of unpredictable name, and a symlink planted at the file's name
+    // replaced, never written through.
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    schema::writefile::replace_under(dir, Path::new(pin.folder), pin.file, bytes, 0o644)
+        .map_err(io(&dest))?;
     Ok(dest)
 }
 

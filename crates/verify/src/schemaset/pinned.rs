@@ -121,14 +121,14 @@ fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -
 }
 
 /// Writes `bytes` as the digest `rel` (a file directly inside [`DIGEST_DIR`] of the cache `dir`)
-/// if they hash to `expected`. The folder is opened once, refused if it is a symlink, and the
-/// write goes through that handle, so nothing in the cache can redirect it elsewhere; a symlink
-/// planted at the digest's name is removed (never followed), so the next run is fast again.
+/// if they hash to `expected`, through directory handles (`schema::writefile::replace_under`): a
+/// symlinked folder is refused and nothing in the cache can redirect the write elsewhere; a
+/// symlink planted at the digest's name is removed (never followed), so the next run is fast
+/// again.
 pub(crate) fn store_digest(dir: &Path, rel: &Path, bytes: &[u8], expected: &str) -> bool {
     if digest::sha256_hex(bytes) != expected {
         return false;
     }
-    let folder = dir.join(DIGEST_DIR);
     let Some(name) = rel
         .strip_prefix(DIGEST_DIR)
         .ok()
@@ -137,9 +137,7 @@ pub(crate) fn store_digest(dir: &Path, rel: &Path, bytes: &[u8], expected: &str)
     else {
         return false;
     };
-    // Files are loaded in parallel: another thread may create the folder first.
-    let _ = std::fs::create_dir(&folder);
-    schema::writefile::replace_in_dir(&folder, name, bytes, 0o644).is_ok()
+    schema::writefile::replace_under(dir, Path::new(DIGEST_DIR), name, bytes, 0o644).is_ok()
 }
 
 #[cfg(test)]
