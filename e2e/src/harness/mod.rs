@@ -1,9 +1,10 @@
 //! `cargo xtask e2e`: execute the [`Plan`](crate::plan::Plan) on a kind cluster.
 //!
 //! This module only orchestrates (processes, containers, API calls) and prints progress; it
-//! cannot run without a container engine, so it has no unit tests of its own. Everything it
-//! decides is decided by tested code: the plan ([`crate::plan`]), the check verdicts
-//! ([`crate::checks`], [`crate::traffic`]), the mocks and clients.
+//! cannot run without a container engine, so its only unit tests are of the two pure helpers in
+//! `network` (the MetalLB range and the CoreDNS hosts block). Everything else it decides is
+//! decided by tested code: the plan ([`crate::plan`]), the check verdicts ([`crate::checks`],
+//! [`crate::traffic`]), the mocks and clients.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
