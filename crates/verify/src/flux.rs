@@ -2,7 +2,7 @@
 //! between Flux objects resolves.
 //!
 //! Starting from the entry Kustomization, each Kustomization's `path` is built the way
-//! kustomize-controller builds it (see `kustomize.rs`); the Flux Kustomizations found in a
+//! kustomize-controller builds it (see `kustomize/flux.rs`); the Flux Kustomizations found in a
 //! build are followed in turn. The result is the desired cluster state with an owner for every
 //! object — two owners for one object is the double apply of the plan's §11.
 
