@@ -12,7 +12,7 @@
 //! **Invariants:** nothing is written unless the whole tree rendered and every secret sealed;
 //! plaintext of a secret never reaches the disk, not even in a temporary file; every file is
 //! replaced atomically; files are removed only when the render manifest lists them with their
-//! current bytes, and nothing the manifest does not list is ever touched. See `output.rs` for
+//! current bytes, and nothing the manifest does not list is ever touched. See `output/mod.rs` for
 //! the manifest format and the crash-safety argument.
 
 mod derive;
