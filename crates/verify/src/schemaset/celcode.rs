@@ -8,7 +8,7 @@
 //!
 //! Encoding: unsigned LEB128 integers, length-prefixed strings and byte strings, one tag byte per
 //! node. The table of a file is a count, then per entry: the source text, a flag (parsed or not),
-//! and the tree or the parser's error message. Entries are sorted by text, without duplicates.
+//! and the tree (length-prefixed) or the parser's error message. Entries are sorted by text, without duplicates.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -66,7 +66,10 @@ pub(crate) fn encode_table(texts: &BTreeSet<String>, out: &mut Vec<u8>) {
         match parse(text) {
             Ok(expr) => {
                 w.byte(1);
-                w.expr(&expr);
+                // Length-prefixed, so that the index steps over a tree without reading it.
+                let mut tree = Vec::new();
+                Writer(&mut tree).expr(&expr);
+                w.bytes(&tree);
             }
             Err(message) => {
                 w.byte(0);
@@ -117,14 +120,18 @@ impl Table {
             depth: 0,
         };
         match r.byte()? {
-            1 => r.expr().map(Ok),
+            1 => {
+                let mut tree = Reader::new(r.raw()?);
+                let expr = tree.expr()?;
+                tree.at_end().then_some(Ok(expr))
+            }
             0 => r.string().map(Err),
             _ => None,
         }
     }
 }
 
-/// Text → offset of the entry's flag byte, skipping over each tree without building it.
+/// Text → offset of the entry's flag byte, stepping over each tree by its length.
 fn index(bytes: &[u8]) -> Option<HashMap<Box<str>, usize>> {
     let mut r = Reader {
         bytes,
@@ -137,7 +144,9 @@ fn index(bytes: &[u8]) -> Option<HashMap<Box<str>, usize>> {
         let text = r.str()?;
         out.insert(Box::from(text), r.at);
         match r.byte()? {
-            1 => r.skip_expr()?,
+            1 => {
+                r.raw()?;
+            }
             0 => {
                 r.str()?;
             }
@@ -497,11 +506,6 @@ impl<'a> Reader<'a> {
             out.push(IdedEntryExpr { id, expr });
         }
         Some(out)
-    }
-
-    /// Moves past one tree (for the index) by reading it; trees are small.
-    fn skip_expr(&mut self) -> Option<()> {
-        self.expr().map(drop)
     }
 }
 

@@ -25,7 +25,7 @@ use super::{celcode, graphcode};
 
 /// First line of every digest; bump the number when the layout or the encoding changes (the
 /// pinned digest hashes then change too, see `crate::digests`).
-pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 3\n";
+pub(crate) const MAGIC: &[u8] = b"aiops-cluster-template schema digest 4\n";
 
 /// The digest of a parsed source file. Deterministic: the same source gives the same bytes.
 pub(crate) fn encode(parsed: &Parsed) -> Vec<u8> {
