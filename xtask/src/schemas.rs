@@ -166,9 +166,7 @@ fn fetch_pins<'p>(
 }
 
 fn download(dir: &Path, pin: &pins::PinnedFile, base_url: &str) -> anyhow::Result<()> {
-    let folder = dir.join(pin.folder);
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
+    // `store_verified` creates the folders, through directory handles that follow no symlink.
     let url = pin.url(base_url);
     // The body comes back on curl's stdout, never through a file in the cache: a symlink planted
     // at a predictable temporary name there would have sent the download wherever it points.

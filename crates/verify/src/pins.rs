@@ -343,19 +343,9 @@ pub fn status_of<'p>(
 const MAX_PINNED_FILE: u64 = 16 << 20;
 
 fn file_status(dir: &Path, pin: &PinnedFile) -> FileStatus {
-    // The cache is untrusted: bounded, no symlink below `dir` followed, regular files only (a
-    // FIFO planted at a pinned path would otherwise hang `schemas status` and `schemas fetch`).
-    match schema::repofile::read_under(dir, &pin.relative_path(), MAX_PINNED_FILE) {
-        Err(schema::repofile::ReadError::NotFound) => FileStatus::Missing,
-        Err(e) => FileStatus::Unusable(e.to_string()),
-        Ok(bytes) => {
-            let blob = git_blob_sha1(&bytes);
-            if blob == pin.blob {
-                FileStatus::Ok
-            } else {
-                FileStatus::Modified(blob)
-            }
-        }
+    match read_pinned(dir, pin, MAX_PINNED_FILE) {
+        Ok(_) => FileStatus::Ok,
+        Err(status) => status,
     }
 }
 
@@ -444,8 +434,13 @@ pub enum FileStatus {
 /// `schema::repofile` (no symlink below `dir`, a regular file, at most `max` bytes), then checked
 /// against the pinned blob id. The one way verify reads a pinned file it will use.
 pub(crate) fn read_pinned(dir: &Path, pin: &PinnedFile, max: u64) -> Result<Vec<u8>, FileStatus> {
-    let bytes = schema::repofile::read_under(dir, &pin.relative_path(), max)
-        .map_err(|_| FileStatus::Missing)?;
+    // The cache is untrusted: bounded, no symlink below `dir` followed, regular files only (a
+    // FIFO planted at a pinned path would otherwise hang `schemas status` and `schemas fetch`).
+    let bytes =
+        schema::repofile::read_under(dir, &pin.relative_path(), max).map_err(|e| match e {
+            schema::repofile::ReadError::NotFound => FileStatus::Missing,
+            e => FileStatus::Unusable(e.to_string()),
+        })?;
     let blob = git_blob_sha1(&bytes);
     if blob == pin.blob {
         Ok(bytes)

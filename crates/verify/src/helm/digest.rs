@@ -9,21 +9,16 @@
 //!
 //! Layout: a magic line, the schema as one line of JSON, then the defaults as JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-use super::{ChartPin, MAX_FILE};
-use crate::schemaset::pinned::{DIGEST_DIR, read_digest, store_digest};
+use super::{ChartPin, read_pinned};
+use crate::schemaset::pinned::{read_digest, store_digest};
 
 /// First line of every chart digest; bump the number when the layout or encoding changes (the
 /// pinned hashes then change too).
 const MAGIC: &[u8] = b"aiops-cluster-template chart digest 1\n";
-
-/// Where the digest of `pin` lives in the cache (named by its `values.yaml` blob id).
-fn rel(pin: &ChartPin) -> PathBuf {
-    Path::new(DIGEST_DIR).join(format!("{}.digest", pin.values.blob))
-}
 
 /// The chart's schema and defaults: from the digest when it verifies, else from the pinned
 /// source files (whose digest is then stored). `None` when the sources are missing or are not
@@ -31,22 +26,21 @@ fn rel(pin: &ChartPin) -> PathBuf {
 pub(super) fn load(dir: &Path, pin: &ChartPin) -> Option<(Value, Value)> {
     let expected = crate::digests::expected_chart(pin.values.blob);
     if let Some(expected) = expected
-        && let Some(bytes) = read_digest(dir, &rel(pin), expected)
+        && let Some(bytes) = read_digest(dir, pin.values.blob, expected)
         && let Some(parsed) = decode(&bytes)
     {
         return Some(parsed);
     }
     let (schema, defaults) = from_sources(dir, pin)?;
     if let Some(expected) = expected {
-        store_digest(dir, &rel(pin), &encode(&schema, &defaults), expected);
+        store_digest(dir, pin.values.blob, &encode(&schema, &defaults), expected);
     }
     Some((schema, defaults))
 }
 
 fn from_sources(dir: &Path, pin: &ChartPin) -> Option<(Value, Value)> {
-    let read = |file| crate::pins::read_pinned(dir, file, MAX_FILE).ok();
-    let schema: Value = serde_json::from_slice(&read(&pin.schema)?).ok()?;
-    let text = String::from_utf8(read(&pin.values)?).ok()?;
+    let schema: Value = serde_json::from_slice(&read_pinned(dir, &pin.schema)?).ok()?;
+    let text = String::from_utf8(read_pinned(dir, &pin.values)?).ok()?;
     let loaded = schema::yaml::load(
         &text,
         &pin.values.relative_path(),
@@ -91,7 +85,14 @@ pub(crate) fn digest_hash(dir: &Path, pin: &ChartPin) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schemaset::pinned::{DIGEST_DIR, digest_name};
     use serde_json::json;
+    use std::path::PathBuf;
+
+    /// Where the digest of `pin` lives, relative to the cache.
+    fn rel(pin: &ChartPin) -> PathBuf {
+        Path::new(DIGEST_DIR).join(digest_name(pin.values.blob))
+    }
 
     /// With the real chart files (`CLUSTER_CHART_CACHE`, see `digests::pinned_chart_digests`):
     /// the first load writes each chart's digest, the next reads it, and a digest that is

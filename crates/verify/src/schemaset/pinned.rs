@@ -6,7 +6,7 @@
 //! for that source (`crate::digests`). A digest that fails is ignored (the source is read and the
 //! digest rewritten), so a corrupt cache costs time, never a different finding.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use schema::repofile;
 
@@ -60,9 +60,10 @@ impl PinnedLoad {
     }
 }
 
-/// Where the digest of `pin` lives, relative to the cache directory.
-pub(crate) fn digest_rel(pin: &PinnedFile) -> PathBuf {
-    Path::new(DIGEST_DIR).join(format!("{}.digest", pin.blob))
+/// The file name of the digest keyed by `blob` (a pinned source's git blob id; a chart's is its
+/// `values.yaml`'s), inside [`DIGEST_DIR`] of the cache.
+pub(crate) fn digest_name(blob: &str) -> String {
+    format!("{blob}.digest")
 }
 
 impl SchemaSet {
@@ -95,7 +96,7 @@ impl SchemaSet {
 fn load_one(dir: &Path, pin: &PinnedFile) -> (PinnedState, Option<Parsed>) {
     let expected = crate::digests::expected(pin.blob);
     if let Some(expected) = expected
-        && let Some(bytes) = read_digest(dir, &digest_rel(pin), expected)
+        && let Some(bytes) = read_digest(dir, pin.blob, expected)
         && let Some(parsed) = digest::decode(bytes)
     {
         return (PinnedState::Digest, Some(parsed));
@@ -117,36 +118,33 @@ const MAX_DIGEST: u64 = MAX_SCHEMA_FILE;
 /// Stores the digest of `parsed` if it is exactly the pinned one (an encoder that drifted from
 /// the pinned hashes writes nothing; `crate::digests`' test says which values to pin).
 fn write_digest(dir: &Path, pin: &PinnedFile, parsed: &Parsed, expected: &str) -> bool {
-    store_digest(dir, &digest_rel(pin), &digest::encode(parsed), expected)
+    store_digest(dir, pin.blob, &digest::encode(parsed), expected)
 }
 
-/// Writes `bytes` as the digest `rel` (a file directly inside [`DIGEST_DIR`] of the cache `dir`)
-/// if they hash to `expected`, through directory handles (`schema::writefile::replace_under`): a
+/// Writes `bytes` as the digest keyed by `blob` in the cache `dir` if they hash to `expected`, through directory handles (`schema::writefile::replace_under`): a
 /// symlinked folder is refused and nothing in the cache can redirect the write elsewhere; a
 /// symlink planted at the digest's name is removed (never followed), so the next run is fast
 /// again.
-pub(crate) fn store_digest(dir: &Path, rel: &Path, bytes: &[u8], expected: &str) -> bool {
-    if digest::sha256_hex(bytes) != expected {
-        return false;
-    }
-    let Some(name) = rel
-        .strip_prefix(DIGEST_DIR)
-        .ok()
-        .and_then(|r| r.to_str())
-        .filter(|n| !n.contains('/'))
-    else {
-        return false;
-    };
-    schema::writefile::replace_under(dir, Path::new(DIGEST_DIR), name, bytes, 0o644).is_ok()
+pub(crate) fn store_digest(dir: &Path, blob: &str, bytes: &[u8], expected: &str) -> bool {
+    digest::sha256_hex(bytes) == expected
+        && schema::writefile::replace_under(
+            dir,
+            Path::new(DIGEST_DIR),
+            &digest_name(blob),
+            bytes,
+            0o644,
+        )
+        .is_ok()
 }
 
 #[cfg(test)]
 pub(crate) use digest::sha256_hex;
 
-/// The bytes of the digest at `rel` in the cache `dir` if they hash to `expected` (bounded, no
-/// symlink followed).
-pub(crate) fn read_digest(dir: &Path, rel: &Path, expected: &str) -> Option<Vec<u8>> {
-    let bytes = repofile::read_under(dir, rel, MAX_DIGEST).ok()?;
+/// The bytes of the digest keyed by `blob` in the cache `dir` if they hash to `expected`
+/// (bounded, no symlink followed).
+pub(crate) fn read_digest(dir: &Path, blob: &str, expected: &str) -> Option<Vec<u8>> {
+    let rel = Path::new(DIGEST_DIR).join(digest_name(blob));
+    let bytes = repofile::read_under(dir, &rel, MAX_DIGEST).ok()?;
     (digest::sha256_hex(&bytes) == expected).then_some(bytes)
 }
 
