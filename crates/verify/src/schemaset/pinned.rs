@@ -106,10 +106,15 @@ fn load_one(dir: &Path, pin: &PinnedFile) -> (PinnedState, Option<Parsed>) {
         Err(FileStatus::Modified(blob)) => return (PinnedState::Modified(blob), None),
         Err(_) => return (PinnedState::Missing, None),
     };
-    let name = format!("{}/{}", pin.folder, pin.file);
-    let parsed = parse::parse_bytes(Ok(bytes), &name);
+    let parsed = parse_source(pin, bytes);
     let digest_written = expected.is_some_and(|e| write_digest(dir, pin, &parsed, e));
     (PinnedState::Source { digest_written }, Some(parsed))
+}
+
+/// `pin`'s source file parsed from its `bytes`, as the schema set reads it (and as its pinned
+/// digest hash is computed).
+fn parse_source(pin: &PinnedFile, bytes: Vec<u8>) -> Parsed {
+    parse::parse_bytes(Ok(bytes), &format!("{}/{}", pin.folder, pin.file))
 }
 
 /// The largest digest read: digests are smaller than their sources.
@@ -151,8 +156,7 @@ pub(crate) fn read_digest(dir: &Path, blob: &str, expected: &str) -> Option<Vec<
 /// The SHA-256 of the digest the source `bytes` of `pin` give (for the pinned-hash test).
 #[cfg(test)]
 pub(crate) fn digest_hash_of_source(pin: &PinnedFile, bytes: Vec<u8>) -> String {
-    let name = format!("{}/{}", pin.folder, pin.file);
-    digest::sha256_hex(&digest::encode(&parse::parse_bytes(Ok(bytes), &name)))
+    digest::sha256_hex(&digest::encode(&parse_source(pin, bytes)))
 }
 
 /// The CRD versions of `pin`'s source `bytes` as parsed from the source and as read back from
@@ -163,7 +167,7 @@ pub(crate) fn compiled_both_ways(
     bytes: Vec<u8>,
 ) -> Vec<(super::Compiled, super::Compiled)> {
     let name = format!("{}/{}", pin.folder, pin.file);
-    let source = parse::parse_bytes(Ok(bytes), &name);
+    let source = parse_source(pin, bytes);
     let Some(from_digest) = digest::decode(digest::encode(&source)) else {
         panic!("{name}: its digest does not decode");
     };
