@@ -59,17 +59,7 @@ pub fn routed_to_provider(
 ) -> Verdict {
     let model = route.model;
     let expected = route.upstream;
-    if status != 200 {
-        return Err(format!(
-            "model `{model}`: status {status}, expected 200 from `{expected}`"
-        ));
-    }
-    if upstream != Some(expected) {
-        return Err(format!(
-            "model `{model}`: answered by `{}`, expected `{expected}`",
-            upstream.unwrap_or("no mock")
-        ));
-    }
+    crate::traffic::answered_by(model, expected, status, upstream)?;
     let path = upstream_path(route);
     let same_path = |r: &&Recorded| r.path == path;
     let hit = recorded

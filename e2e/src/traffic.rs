@@ -23,6 +23,27 @@ pub struct Route<'a> {
     pub api_version: &'a str,
 }
 
+/// A model's answer came with status 200 from the mock `expected` (the gateway routed it there).
+pub(crate) fn answered_by(
+    model: &str,
+    expected: &str,
+    status: u16,
+    upstream: Option<&str>,
+) -> Result<(), String> {
+    if status != 200 {
+        return Err(format!(
+            "model `{model}`: status {status}, expected 200 from `{expected}`"
+        ));
+    }
+    if upstream != Some(expected) {
+        return Err(format!(
+            "model `{model}`: answered by `{}`, expected `{expected}`",
+            upstream.unwrap_or("no mock")
+        ));
+    }
+    Ok(())
+}
+
 /// "Model M went to deployment D with D's key": the client saw D's mock answer 200, and D's
 /// mock recorded the Azure-shaped request (path, api-version, `api-key`, no `Authorization`).
 pub fn routed_to(
@@ -38,17 +59,7 @@ pub fn routed_to(
         api_key,
         api_version,
     } = *route;
-    if status != 200 {
-        return Err(format!(
-            "model `{model}`: status {status}, expected 200 from `{expected_upstream}`"
-        ));
-    }
-    if upstream != Some(expected_upstream) {
-        return Err(format!(
-            "model `{model}`: answered by `{}`, expected `{expected_upstream}`",
-            upstream.unwrap_or("no mock")
-        ));
-    }
+    answered_by(model, expected_upstream, status, upstream)?;
     let path = format!("/openai/deployments/{deployment}/chat/completions");
     let hit = recorded.iter().rev().find(|r| r.path == path && r.status == 200).ok_or_else(|| {
         let seen: Vec<String> = recorded.iter().map(|r| format!("{} {} → {}", r.method, r.path, r.status)).collect();
