@@ -147,22 +147,7 @@ impl AzureMock {
             {
                 return azure_error(400, "BadRequest", "`messages` must be an array");
             }
-            json!({
-                "id": format!("chatcmpl-{}-{n}", self.id),
-                "object": "chat.completion",
-                "created": 1_700_000_000u64,
-                "model": deployment,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": format!("{} answered for {deployment}", self.id)},
-                    "finish_reason": "stop"
-                }],
-                "usage": {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total()
-                }
-            })
+            chat_completion(&self.id, n, deployment, usage)
         } else {
             if body.get("input").is_none() {
                 return azure_error(400, "BadRequest", "`input` is required");
@@ -216,4 +201,25 @@ impl Admin for AzureMock {
             _ => Response::new(405),
         })
     }
+}
+
+/// An OpenAI chat-completion answer from the mock `id` (its `n`th), for `model`, with `usage`:
+/// what the Azure OpenAI and the OpenAI-compatible mocks both return.
+pub(super) fn chat_completion(id: &str, n: u64, model: &str, usage: Usage) -> serde_json::Value {
+    json!({
+        "id": format!("chatcmpl-{id}-{n}"),
+        "object": "chat.completion",
+        "created": 1_700_000_000u64,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": format!("{id} answered for {model}")},
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total()
+        }
+    })
 }

@@ -136,18 +136,7 @@ impl ProviderMock {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         Response::json(
             200,
-            &json!({
-                "id": format!("chatcmpl-{}-{n}", self.config.listen.id),
-                "object": "chat.completion",
-                "created": 1_700_000_000u64,
-                "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": format!("{} answered for {model}", self.config.listen.id)},
-                    "finish_reason": "stop"
-                }],
-                "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total()}
-            }),
+            &super::azure::chat_completion(&self.config.listen.id, n, model, u),
         )
     }
 
