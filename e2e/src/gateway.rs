@@ -255,14 +255,7 @@ impl GatewayView {
             if s(&doc.value, "/spec/schema/name") != "AzureOpenAI" {
                 continue;
             }
-            let target = s(&doc.value, "/spec/backendRef/name");
-            let host = hosts.get(target).cloned().ok_or_else(|| {
-                format!(
-                    "{}: AIServiceBackend `{}` names Backend `{target}`, not rendered",
-                    doc.file,
-                    doc.name()
-                )
-            })?;
+            let host = backend_host(doc, &hosts)?;
             azure.push(AzureBackend {
                 name: doc.name().to_owned(),
                 host,
@@ -606,7 +599,6 @@ fn strings(value: &Value, pointer: &str) -> Vec<String> {
         .collect()
 }
 
-/// EG `Backend` name → its first FQDN endpoint.
 /// The OpenAI, Anthropic and Bedrock AIServiceBackends, with their Backend, TLS and policy.
 fn provider_backends(
     tree: &Tree,
@@ -630,13 +622,7 @@ fn provider_backends(
             _ => continue,
         };
         let target = s(&doc.value, "/spec/backendRef/name");
-        let host = hosts.get(target).cloned().ok_or_else(|| {
-            format!(
-                "{}: AIServiceBackend `{}` names Backend `{target}`, not rendered",
-                doc.file,
-                doc.name()
-            )
-        })?;
+        let host = backend_host(doc, hosts)?;
         let policy = tree.of_kind("BackendSecurityPolicy").find(|p| {
             arr(&p.value, "/spec/targetRefs")
                 .iter()
@@ -659,6 +645,19 @@ fn provider_backends(
     Ok(out)
 }
 
+/// The host of the EG `Backend` an AIServiceBackend `doc` names.
+fn backend_host(doc: &Document, hosts: &BTreeMap<&str, Host>) -> Result<Host, String> {
+    let target = s(&doc.value, "/spec/backendRef/name");
+    hosts.get(target).cloned().ok_or_else(|| {
+        format!(
+            "{}: AIServiceBackend `{}` names Backend `{target}`, not rendered",
+            doc.file,
+            doc.name()
+        )
+    })
+}
+
+/// EG `Backend` name → its first FQDN endpoint.
 fn backend_hosts(tree: &Tree) -> BTreeMap<&str, Host> {
     tree.of_kind("Backend")
         .filter(|doc| doc.group() == "gateway.envoyproxy.io")
