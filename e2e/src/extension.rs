@@ -53,10 +53,8 @@ pub fn config(config_map: Option<&Value>, eg_namespace: &str, ai_namespace: &str
         return fail("not found: is Envoy Gateway installed in this namespace?".to_owned());
     };
     let Some(text) = config_map
-        .pointer(&format!(
-            "/data/{}",
-            CONFIG_KEY.replace('~', "~0").replace('/', "~1")
-        ))
+        .get("data")
+        .and_then(|data| data.get(CONFIG_KEY))
         .and_then(Value::as_str)
     else {
         return fail(format!("has no `{CONFIG_KEY}`"));

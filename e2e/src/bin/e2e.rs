@@ -93,15 +93,7 @@ async fn status(rendered: PathBuf) -> u8 {
     };
     // One request first: a cluster that does not answer is said once, not once per check.
     if let Err(err) = client.apiserver_version().await {
-        let cause = std::error::Error::source(&err)
-            .map(|s| {
-                let mut last: &dyn std::error::Error = s;
-                while let Some(next) = last.source() {
-                    last = next;
-                }
-                last.to_string()
-            })
-            .unwrap_or_else(|| err.to_string());
+        let cause = anyhow::Error::from(err).root_cause().to_string();
         eprintln!(
             "ai-gateway status: cannot reach the cluster of the current kubeconfig: {cause}\n  help: is the cluster running and KUBECONFIG (or ~/.kube/config) pointing at it? `kubectl cluster-info` tries the same\n  nothing was checked"
         );
