@@ -38,25 +38,17 @@ pub fn configuration_reference() -> String {
 }
 
 fn nested(out: &mut String, f: &Field) {
-    if let Ty::List {
-        item: Ty::Object(fields),
-        ..
-    } = &f.ty
-    {
-        for inner in *fields {
-            let prefix = format!("{}[].", f.name);
-            row(out, &prefix, inner);
-            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
-        }
+    if let Ty::List { item, .. } = &f.ty {
+        mapping_keys(out, &format!("{}[].", f.name), item);
     }
 }
 
-/// The keys of a mapping-valued key (`entra_id.tenant_id`, `service.port`).
-fn mapping_keys(out: &mut String, prefix: &str, f: &Field) {
-    if let Ty::Object(fields) = &f.ty {
+/// The keys of a mapping (`entra_id.tenant_id`, `service.port`, a list item's `name`).
+fn mapping_keys(out: &mut String, prefix: &str, ty: &Ty) {
+    if let Ty::Object(fields) = ty {
         for inner in *fields {
             row(out, prefix, inner);
-            mapping_keys(out, &format!("{prefix}{}.", inner.name), inner);
+            mapping_keys(out, &format!("{prefix}{}.", inner.name), &inner.ty);
         }
     }
 }
