@@ -93,10 +93,7 @@ pub fn apply(root: &Path, backup_dir: &Path, plan: &Plan) -> Result<bool> {
     std::fs::create_dir_all(backup_dir)
         .with_context(|| format!("cannot create {}", backup_dir.display()))?;
     write_new(&backup_dir.join(CONFIG), original.as_bytes())?;
-    let tmp = root.join(format!("{CONFIG}.tidy-tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, new_text.as_bytes())?;
-    std::fs::rename(&tmp, root.join(CONFIG))
+    schema::writefile::write_atomically(&root.join(CONFIG), new_text.as_bytes(), 0o644)
         .with_context(|| format!("cannot replace {}", root.join(CONFIG).display()))?;
     Ok(true)
 }
@@ -159,7 +156,13 @@ mod tests {
             .collect();
         assert_eq!(changed, vec![(BEFORE_TIDY, AFTER_TIDY)]);
         assert_eq!(SHIPPED.lines().count(), after.lines().count());
-        assert!(!dir.0.join(format!("{CONFIG}.tidy-tmp")).exists());
+        // No temporary file is left beside it.
+        let left: Vec<String> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(CONFIG) && n != CONFIG)
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         // A second tidy finds nothing to do.
         assert_eq!(super::plan(&dir.0), Plan::AlreadyAfterTidy);
     }
