@@ -189,7 +189,7 @@ fn bench_all(
         std::fs::write(dir.join("nodes.yaml"), nodes)?;
         configure::write_throwaway_keys(&dir)?;
 
-        let p = crate::bench_process::time_case(&exe, &dir, templates, &schemas.child(), runs)?;
+        let p = crate::bench_process::time_case(&exe, &dir, templates, schemas, runs)?;
         if let Some(f) = &p.failure {
             findings.push(format!("{label} (process): {f}"));
         }
@@ -502,7 +502,7 @@ fn generate(root: &Path, deployments: usize, mcp: usize) -> Result<(String, Stri
 }
 
 /// The schema set the bench verifies with.
-enum Schemas {
+pub(crate) enum Schemas {
     None,
     /// A scratch schema cache holding the pinned files and their digests, and how many of the
     /// pinned chart and talhelper files were in the source directory (of how many).
@@ -512,12 +512,21 @@ enum Schemas {
 }
 
 impl Schemas {
-    fn child(&self) -> crate::bench_process::ChildSchemas {
-        use crate::bench_process::ChildSchemas;
+    /// Points a child `configure` or `verify` at this set: the cache through
+    /// `$CLUSTER_SCHEMAS_DIR` (as after `cargo xtask schemas fetch`), another set with
+    /// `--schemas DIR`, none through a cache that does not exist.
+    pub(crate) fn apply(&self, cmd: &mut std::process::Command) {
+        cmd.env_remove("CLUSTER_SCHEMAS_DIR");
         match self {
-            Schemas::None => ChildSchemas::None,
-            Schemas::Cache(d, ..) => ChildSchemas::Cache(d.clone()),
-            Schemas::Dir(d) => ChildSchemas::Dir(d.clone()),
+            Schemas::Cache(dir, ..) => {
+                cmd.env("CLUSTER_SCHEMAS_DIR", dir);
+            }
+            Schemas::Dir(dir) => {
+                cmd.arg("--schemas").arg(dir);
+            }
+            Schemas::None => {
+                cmd.env("CLUSTER_SCHEMAS_DIR", "/nonexistent-schema-cache");
+            }
         }
     }
 

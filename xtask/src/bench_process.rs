@@ -20,40 +20,13 @@ pub struct ProcessTimes {
     pub failure: Option<String>,
 }
 
-/// Where the child processes take their schemas from.
-pub enum ChildSchemas {
-    /// A schema cache (`$CLUSTER_SCHEMAS_DIR`), as `cargo xtask schemas fetch` leaves it.
-    Cache(PathBuf),
-    /// `--schemas DIR` (a set that is not the pinned one).
-    Dir(PathBuf),
-    None,
-}
-
-impl ChildSchemas {
-    fn apply(&self, cmd: &mut Command) {
-        cmd.env_remove("CLUSTER_SCHEMAS_DIR");
-        match self {
-            ChildSchemas::Cache(dir) => {
-                cmd.env("CLUSTER_SCHEMAS_DIR", dir);
-            }
-            ChildSchemas::Dir(dir) => {
-                cmd.arg("--schemas").arg(dir);
-            }
-            ChildSchemas::None => {
-                // No cache: point the variable at an empty directory.
-                cmd.env("CLUSTER_SCHEMAS_DIR", "/nonexistent-schema-cache");
-            }
-        }
-    }
-}
-
 /// Runs `exe configure` (first run and no-change re-run) and `exe verify` on the case in
 /// `case_dir` (cluster.yaml, nodes.yaml and key files), `runs` times each; medians.
 pub fn time_case(
     exe: &Path,
     case_dir: &Path,
     templates: &Path,
-    schemas: &ChildSchemas,
+    schemas: &crate::bench::Schemas,
     runs: usize,
 ) -> Result<ProcessTimes> {
     let (mut first, mut rerun, mut verify) = (Vec::new(), Vec::new(), Vec::new());
