@@ -90,85 +90,93 @@ pub async fn run_checks(client: &Client, specs: &[CheckSpec]) -> Vec<Outcome> {
     outcomes
 }
 
-/// The checks `cargo xtask ai-gateway status` runs: from the rendered tree at `rendered` when
-/// there is one (so missing objects are caught), else everything found in the default namespace.
-pub fn status_specs(rendered: &Path) -> Result<Vec<CheckSpec>, String> {
-    match Tree::load(rendered) {
-        Ok(tree) => {
-            let view = GatewayView::from_tree(&tree)?;
-            let ordered = tree.kustomizations_in_order()?;
-            let own: Vec<_> = ordered
-                .into_iter()
-                .filter(|ks| ks.namespace == view.namespace)
-                .collect();
-            Ok(plan::check_specs(&tree, &view, &own))
-        }
-        Err(_) => {
-            let ns = DEFAULT_NAMESPACE.to_owned();
-            let spec = |check, api_version, kind| CheckSpec {
-                check,
-                api_version,
-                kind,
-                namespace: ns.clone(),
-                expected: Vec::new(),
-            };
-            Ok(vec![
-                spec(
-                    "Kustomizations Ready",
-                    "kustomize.toolkit.fluxcd.io/v1",
-                    "Kustomization",
-                ),
-                spec(
-                    "AI resources Accepted",
-                    "aigateway.envoyproxy.io/v1alpha1",
-                    "AIGatewayRoute",
-                ),
-                spec(
-                    "AI resources Accepted",
-                    "aigateway.envoyproxy.io/v1alpha1",
-                    "AIServiceBackend",
-                ),
-                spec(
-                    "AI resources Accepted",
-                    "aigateway.envoyproxy.io/v1alpha1",
-                    "BackendSecurityPolicy",
-                ),
-                spec(
-                    "Gateway Programmed",
-                    "gateway.networking.k8s.io/v1",
-                    "Gateway",
-                ),
-                spec("Pods Running", "v1", "Pod"),
-                spec(
-                    "BackendTLSPolicies present",
-                    "gateway.networking.k8s.io/v1",
-                    "BackendTLSPolicy",
-                ),
-            ])
-        }
-    }
+/// What `cargo xtask ai-gateway status` checks, read from the rendered tree once.
+pub struct StatusPlan {
+    pub specs: Vec<CheckSpec>,
+    /// Namespace of Envoy Gateway (its `gateway-helm` HelmRelease), for the extension check.
+    pub eg_namespace: String,
+    /// Namespace of the AI Gateway's own objects.
+    pub ai_namespace: String,
 }
 
-/// Namespaces of Envoy Gateway and of the AI Gateway for `status`: from the rendered tree when
-/// there is one (the HelmRelease of the `gateway-helm` chart, the AI Gateway's own objects),
-/// else this repository's defaults.
-pub fn status_namespaces(rendered: &Path) -> (String, String) {
-    let mut eg = "network".to_owned();
-    let mut ai = DEFAULT_NAMESPACE.to_owned();
-    if let Ok(tree) = Tree::load(rendered) {
-        if let Ok(view) = GatewayView::from_tree(&tree) {
-            ai = view.namespace;
-        }
-        if let Some(chart) = tree
-            .helm_charts()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.url.ends_with("/gateway-helm"))
-        {
-            eg = chart.namespace;
-        }
-    }
-    (eg, ai)
+/// The plan of `status`: from the rendered tree at `rendered` when there is one (so missing
+/// objects are caught; Envoy Gateway's namespace from the HelmRelease of the `gateway-helm`
+/// chart), else everything found in this repository's default namespaces.
+pub fn status_plan(rendered: &Path) -> Result<StatusPlan, String> {
+    let Ok(tree) = Tree::load(rendered) else {
+        return Ok(StatusPlan {
+            specs: default_status_specs(),
+            eg_namespace: "network".to_owned(),
+            ai_namespace: DEFAULT_NAMESPACE.to_owned(),
+        });
+    };
+    let view = GatewayView::from_tree(&tree)?;
+    let ordered = tree.kustomizations_in_order()?;
+    let own: Vec<_> = ordered
+        .into_iter()
+        .filter(|ks| ks.namespace == view.namespace)
+        .collect();
+    let eg_namespace = tree
+        .helm_charts()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.url.ends_with("/gateway-helm"))
+        .map_or_else(|| "network".to_owned(), |chart| chart.namespace);
+    Ok(StatusPlan {
+        specs: plan::check_specs(&tree, &view, &own),
+        eg_namespace,
+        ai_namespace: view.namespace,
+    })
+}
+
+/// The checks of [`status_plan`].
+pub fn status_specs(rendered: &Path) -> Result<Vec<CheckSpec>, String> {
+    status_plan(rendered).map(|p| p.specs)
+}
+
+/// Without a rendered tree: every object of the checked kinds in the default namespace.
+fn default_status_specs() -> Vec<CheckSpec> {
+    let ns = DEFAULT_NAMESPACE.to_owned();
+    let spec = |check, api_version, kind| CheckSpec {
+        check,
+        api_version,
+        kind,
+        namespace: ns.clone(),
+        expected: Vec::new(),
+    };
+    vec![
+        spec(
+            "Kustomizations Ready",
+            "kustomize.toolkit.fluxcd.io/v1",
+            "Kustomization",
+        ),
+        spec(
+            "AI resources Accepted",
+            "aigateway.envoyproxy.io/v1alpha1",
+            "AIGatewayRoute",
+        ),
+        spec(
+            "AI resources Accepted",
+            "aigateway.envoyproxy.io/v1alpha1",
+            "AIServiceBackend",
+        ),
+        spec(
+            "AI resources Accepted",
+            "aigateway.envoyproxy.io/v1alpha1",
+            "BackendSecurityPolicy",
+        ),
+        spec(
+            "Gateway Programmed",
+            "gateway.networking.k8s.io/v1",
+            "Gateway",
+        ),
+        spec("Pods Running", "v1", "Pod"),
+        spec(
+            "BackendTLSPolicies present",
+            "gateway.networking.k8s.io/v1",
+            "BackendTLSPolicy",
+        ),
+    ]
 }
 
 /// The Envoy Gateway extension check ([`crate::extension`]): fetch its ConfigMap, the

@@ -76,8 +76,8 @@ async fn main() -> ExitCode {
 }
 
 async fn status(rendered: PathBuf) -> u8 {
-    let specs = match e2e::live::status_specs(&rendered) {
-        Ok(specs) => specs,
+    let plan = match e2e::live::status_plan(&rendered) {
+        Ok(plan) => plan,
         Err(err) => {
             eprintln!("ai-gateway status: {err}");
             return 2;
@@ -99,9 +99,9 @@ async fn status(rendered: PathBuf) -> u8 {
         );
         return 2;
     }
-    let (eg_namespace, ai_namespace) = e2e::live::status_namespaces(&rendered);
-    let mut outcomes = e2e::live::run_checks(&client, &specs).await;
-    outcomes.extend(e2e::live::extension_checks(&client, &eg_namespace, &ai_namespace).await);
+    let mut outcomes = e2e::live::run_checks(&client, &plan.specs).await;
+    outcomes
+        .extend(e2e::live::extension_checks(&client, &plan.eg_namespace, &plan.ai_namespace).await);
     print!("{}", e2e::checks::report(&outcomes));
     u8::from(outcomes.iter().any(|o| !o.ok))
 }
